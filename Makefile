@@ -1,0 +1,121 @@
+# porterd — build, run, test and install.
+#
+#   make          build build/porterd (installs missing Debian packages first)
+#   make run      build and run porterd in the foreground with conf/porterd.conf
+#   make test     unit suites, the same under ASan+UBSan, integration tests
+#   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages)
+#   make clean
+
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+
+CC       ?= cc
+BUILD    ?= build
+SANITIZE ?=
+DEPS      = sh .ci/deps
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wno-format-nonliteral
+BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) -g
+ifeq ($(SANITIZE),1)
+OPTFLAGS  = -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else
+OPTFLAGS  = -O2
+endif
+
+# Evaluated when a recipe runs, after .ci/deps has installed pkg-config files.
+EVENT_CFLAGS = $(shell pkg-config --cflags libevent)
+EVENT_LIBS   = $(shell pkg-config --libs libevent)
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS   = $(shell pkg-config --libs check)
+
+ALL_CFLAGS = $(BASEFLAGS) $(OPTFLAGS) $(EVENT_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(OPTFLAGS) $(LDFLAGS)
+
+LIB_SRCS  = $(filter-out src/main.c,$(wildcard src/*.c src/backends/*.c))
+LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+HEADERS   = $(wildcard include/porterd/*.h)
+
+CONF_DEFAULT = conf/porterd.conf
+CONF_INSTALLED = $(SYSCONFDIR)/porterd/porterd.conf
+
+.PHONY: all build run test unit unit-asan integration install clean deps-build deps-test
+
+all: deps-build
+	@$(MAKE) --no-print-directory build
+
+deps-build:
+	@$(DEPS) build
+
+deps-test:
+	@$(DEPS) test
+
+build: $(BUILD)/porterd
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libporterd.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/porterd: $(BUILD)/obj/src/main.o $(BUILD)/libporterd.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(EVENT_LIBS)
+
+# The installed binary reads /etc/porterd/porterd.conf by default.
+$(BUILD)/installed/main.o: src/main.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DPORTERD_CONF_DEFAULT='"$(CONF_INSTALLED)"' -c -o $@ $<
+
+$(BUILD)/installed/porterd: $(BUILD)/installed/main.o $(BUILD)/libporterd.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(EVENT_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libporterd.a $(HEADERS) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libporterd.a \
+		$(EVENT_LIBS) $(CHECK_LIBS) $(ALL_LDFLAGS)
+
+run: all
+	./$(BUILD)/porterd -c $(CONF_DEFAULT)
+
+# Unit suites (Check), then the same under ASan+UBSan, then the real daemon.
+test: deps-build deps-test
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit BUILD=build/asan SANITIZE=1
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration BUILD=build/asan SANITIZE=1
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do \
+		echo "== $$t"; \
+		CK_DEFAULT_TIMEOUT=30 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$$t; \
+	done
+
+integration: $(BUILD)/porterd
+	python3 tests/integration/run.py --porterd $(BUILD)/porterd
+
+install: all $(BUILD)/installed/porterd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(SYSCONFDIR)/porterd
+	install -m 755 $(BUILD)/installed/porterd $(DESTDIR)$(SBINDIR)/porterd
+	install -m 644 man/porterd.8 $(DESTDIR)$(MANDIR)/man8/porterd.8
+	install -m 644 man/porterd.conf.5 $(DESTDIR)$(MANDIR)/man5/porterd.conf.5
+	install -m 644 man/porterd.table.5 $(DESTDIR)$(MANDIR)/man5/porterd.table.5
+	@# An administrator's configuration is never overwritten.
+	@for f in porterd.conf example.table; do \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/porterd/$$f ]; then \
+			echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/porterd/$$f"; \
+		else \
+			install -m 644 conf/$$f $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
+		fi; \
+	done
+
+clean:
+	rm -rf build

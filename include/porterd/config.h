@@ -1,0 +1,68 @@
+/*
+ * config — porterd.conf parsed into an immutable struct config.
+ *
+ * Every directive is bound through one table in config.c (name, type,
+ * default, bounds, field), so parsing, defaults, `porterd -t` and the
+ * manual cannot drift apart. A config is reference counted: sessions keep
+ * the config (and its directory) they started with.
+ */
+#ifndef PORTERD_CONFIG_H
+#define PORTERD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct directory;
+
+enum vrfy_mode { VRFY_ON, VRFY_252, VRFY_OFF };
+enum expn_mode { EXPN_ON, EXPN_OFF };
+
+/* A `directory TYPE ARGS` line, remembered with where it was written. */
+struct config_directory {
+	char *type;
+	char *args;
+	unsigned line;
+};
+
+#define CONFIG_LISTEN_MAX 16
+#define CONFIG_DOMAINS_MAX 256
+#define CONFIG_DIRECTORIES_MAX 16
+#define CONFIG_LINE_MAX 4096
+
+struct config {
+	unsigned refs;
+	char *path;		/* the file it was read from */
+	char *base_dir;		/* its directory: relative paths resolve here */
+
+	char *hostname;
+	char *banner;
+	char **domains;		/* lowercase; domains[0] qualifies bare names */
+	size_t ndomains;
+	char **listen;		/* "ADDR:PORT" / "[ADDR]:PORT", validated */
+	size_t nlisten;
+	struct config_directory *directories;
+	size_t ndirectories;
+	enum vrfy_mode vrfy;
+	enum expn_mode expn;
+
+	struct directory *dir;	/* opened by config_load(), else NULL */
+};
+
+/*
+ * Parse len bytes of text read from path (used in messages and to resolve
+ * relative paths). On error returns -1 and writes "path:line: message".
+ */
+int config_parse(const char *text, size_t len, const char *path,
+		 struct config **cfg_r, char *err, size_t errsize);
+
+/* Read and parse path, then open the directory it names. */
+int config_load(const char *path, struct config **cfg_r,
+		char *err, size_t errsize);
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config **cfg);
+
+const char *config_vrfy_name(enum vrfy_mode mode);
+const char *config_expn_name(enum expn_mode mode);
+
+#endif

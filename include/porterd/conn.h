@@ -1,0 +1,50 @@
+/*
+ * conn — one client connection: a libevent bufferevent between the socket
+ * and the sans-I/O session. The only code that reads or writes a client
+ * socket. It bounds what a connection may hold: input is fed to the
+ * session in windows and never read ahead while a lookup is outstanding
+ * or the client is not reading its replies.
+ */
+#ifndef PORTERD_CONN_H
+#define PORTERD_CONN_H
+
+#include <stddef.h>
+
+#include <event2/util.h>
+
+struct server;
+struct conn;
+struct config;
+
+/* Input bytes examined per session_feed() call (>= COMMAND_LINE_MAX). */
+#define CONN_FEED_WINDOW 16384
+/* libevent stops reading a socket when this much input is buffered. */
+#define CONN_INPUT_HIGH 65536
+/* Stop reading commands while more than this many reply bytes wait. */
+#define CONN_OUTPUT_HIGH (256 * 1024)
+/* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
+#define CONN_COMMAND_TIMEOUT_SECS 300
+
+/* The open connections of a server; a conn adds and removes itself. */
+struct conn_list {
+	struct conn *head;
+	size_t count;
+};
+
+/*
+ * Take over an accepted, non-blocking socket: greet and serve it with a
+ * session on cfg. Returns NULL (and closes fd) when out of memory.
+ */
+struct conn *conn_new(struct server *srv, struct conn_list *list,
+		      struct config *cfg, evutil_socket_t fd,
+		      const char *client_addr);
+
+/* The server is stopping: every session answers 421, flushes, closes. */
+void conn_list_shutdown(struct conn_list *list);
+
+/* Close every connection at once. */
+void conn_list_free(struct conn_list *list);
+
+void conn_free(struct conn **c);
+
+#endif

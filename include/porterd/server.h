@@ -1,0 +1,31 @@
+/*
+ * server — the listeners: one evconnlistener per `listen` address, and the
+ * set of open connections, so a stop can reach every one of them.
+ */
+#ifndef PORTERD_SERVER_H
+#define PORTERD_SERVER_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct server;
+struct conn;
+
+/* Bind every listen address of cfg. On failure -1 and a message in err. */
+int server_new(struct event_base *base, struct config *cfg,
+	       struct server **srv_r, char *err, size_t errsize);
+
+/* Stop accepting; ask every open session to finish with 421; the event
+ * loop exits once the last connection has closed (or after a grace). */
+void server_shutdown(struct server *srv);
+
+/* Close every connection and listener. */
+void server_free(struct server **srv);
+
+struct event_base *server_base(const struct server *srv);
+
+/* Called by conn.c after a connection is gone. */
+void server_conn_closed(struct server *srv);
+
+#endif

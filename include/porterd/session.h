@@ -1,0 +1,65 @@
+/*
+ * session — the SMTP state machine, sans-I/O.
+ *
+ * It is fed raw input bytes and emits framed replies through a sink; it
+ * never touches a socket, never blocks and never sleeps. It frames lines
+ * itself (CRLF or bare LF), so the line-length limit and resynchronisation
+ * after an over-long line are testable without a network.
+ *
+ * Pipelining (RFC 2920): input is consumed strictly in order. While a
+ * directory lookup is outstanding session_feed() consumes nothing more, so
+ * replies can never be reordered; when the lookup completes later the
+ * session calls io->resume and the host feeds the rest.
+ */
+#ifndef PORTERD_SESSION_H
+#define PORTERD_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "porterd/reply.h"
+
+struct config;
+struct session;
+
+struct session_io {
+	struct reply_sink sink;		/* where replies go */
+	/* A lookup finished after session_feed() returned: feed the input
+	 * that is still buffered, and read again. May be NULL in tests. */
+	void (*resume)(void *arg);
+	void *arg;
+};
+
+/* client_addr is the printable peer address, e.g. "127.0.0.1". */
+struct session *session_new(struct config *cfg, const char *client_addr,
+			    const struct session_io *io);
+void session_free(struct session **s);
+
+/* The client's printable address, for log lines. */
+const char *session_client_addr(const struct session *s);
+
+/* Send the greeting. */
+void session_start(struct session *s);
+
+/*
+ * Feed len input bytes. Returns how many were consumed: complete lines are
+ * consumed and answered; an incomplete last line is left for the next call
+ * unless it is already over the line limit (then it is discarded and
+ * answered "Line too long" once its end arrives). Consumes nothing while
+ * blocked or closing.
+ */
+size_t session_feed(struct session *s, const char *buf, size_t len);
+
+/* Waiting for a directory answer: do not read more input. */
+bool session_blocked(const struct session *s);
+
+/* The session is over: flush what was sent, then close. */
+bool session_closing(const struct session *s);
+
+/* The client was idle too long: answer 421 4.4.2 and close. */
+void session_timeout(struct session *s);
+
+/* The server is stopping: answer 421 4.3.2 and close. */
+void session_shutdown(struct session *s);
+
+#endif

@@ -1,0 +1,1208 @@
+/*
+ * table — the `table` directory backend: a text file of keys, each a user,
+ * a list, a forward or a moved address, read once into memory and answered
+ * from hash indexes, synchronously.
+ *
+ * It must never guess: a line it cannot read exactly fails the load with a
+ * message naming the file and line, never an entry dropped or half-read.
+ * A lookup must never allocate, block, or scan the table: keys, full names
+ * and name words each have an open-addressing index built at load.
+ *
+ * The file is parsed in place: tokens are NUL-terminated and lowercased in
+ * the buffer it was read into, a user's full name is compacted there, and
+ * every string an answer carries points into that buffer until close.
+ */
+#include "porterd/backend.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "porterd/command.h"
+#include "porterd/strutil.h"
+
+#define TABLE_PATH_MAX 4096		/* resolved path octets, with NUL */
+#define TABLE_KEY_MAX ADDRESS_PATH_MAX	/* key, member or target octets */
+#define TABLE_QUERY_WORDS_MAX 16	/* longer name queries never match */
+#define TABLE_SHOWN_MAX 40		/* token octets quoted in errors */
+#define TABLE_ENTRIES_MAX (UINT32_MAX - 1)
+/*
+ * Indexes are built in batches: hash a batch, prefetch its slots, then
+ * insert. The probes of a large table are cache misses, and overlapping
+ * them is much of the load time saved.
+ */
+#define TABLE_BATCH 16
+#define TABLE_KINDS "expected user, list, forward or moved"
+
+enum entry_kind { KIND_USER, KIND_LIST, KIND_FORWARD, KIND_MOVED, KIND__COUNT };
+
+static const char *const kind_names[KIND__COUNT] = {
+	[KIND_USER] = "user",
+	[KIND_LIST] = "list",
+	[KIND_FORWARD] = "forward",
+	[KIND_MOVED] = "moved",
+};
+
+struct entry {
+	const char *key;	/* lowercase, NUL-terminated */
+	const char *value;	/* user: full name or NULL; else the target */
+	uint32_t line;		/* where it starts, for duplicate keys */
+	uint32_t first;		/* list: members[first .. + nmembers) */
+	uint32_t nmembers;
+	uint16_t keylen;
+	uint8_t kind;
+};
+
+/* A slot of the key index: entry is an entry index + 1, 0 when free. */
+struct key_slot {
+	uint32_t hash;
+	uint32_t entry;
+};
+
+/* A slot of the full-name index: one user (index + 1) with this full
+ * name, 0 when free, and how many users have it. */
+struct name_slot {
+	uint32_t hash;
+	uint32_t entry;
+	uint32_t count;
+};
+
+/*
+ * A slot of the word index: the word (as it first appears in a name) and
+ * its chain of postings; head 0 when free. Keeping the word here, not
+ * behind a posting, spares two cache misses per probe.
+ */
+struct word_slot {
+	const char *text;
+	uint32_t len;
+	uint32_t hash;
+	uint32_t head;		/* first posting (index + 1) */
+	uint32_t count;		/* postings, to walk the rarest word */
+};
+
+/* One occurrence of a word in a full name, at value + off. */
+struct posting {
+	uint32_t entry;
+	uint32_t next;		/* next posting (index + 1), same word */
+	uint32_t off;
+};
+
+struct backend {
+	char *path;		/* resolved, for messages */
+	char *buf;		/* the file; all strings below point here */
+	struct entry *entries;
+	size_t nentries;
+	size_t entries_cap;	/* an upper bound counted before parsing */
+	const char **members;
+	size_t nmembers;
+	size_t members_cap;
+	struct key_slot *keys;
+	size_t keys_mask;
+	struct name_slot *names;
+	size_t names_mask;
+	struct word_slot *words;
+	size_t words_mask;
+	size_t nwords;		/* distinct words, to know when to grow */
+	struct posting *postings;
+	size_t npostings;
+};
+
+/* The entry continuation lines add to, and what they need to know. */
+struct parser {
+	struct backend *be;
+	char *err;
+	size_t errsize;
+	uint32_t line;
+	struct entry *open;
+	char *name_end;		/* user: where its name ends so far */
+	unsigned naddrs;	/* forward, moved: addresses seen */
+};
+
+/* Free-text query words, pointing into the caller's string. */
+struct query_words {
+	const char *word[TABLE_QUERY_WORDS_MAX];
+	size_t len[TABLE_QUERY_WORDS_MAX];
+	size_t n;
+};
+
+static void table_close(struct backend **be_p);
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool is_separator(char c)
+{
+	return is_blank(c) || c == ',';
+}
+
+static bool is_control(unsigned char c)
+{
+	return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+static char *skip_blanks(char *s, const char *e)
+{
+	while (s < e && is_blank(*s))
+		s++;
+	return s;
+}
+
+static void lower_span(char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		s[i] = str_lower_char(s[i]);
+}
+
+/*
+ * How a token is quoted in a message: at most TABLE_SHOWN_MAX octets, then
+ * "...". QUOTED in the format takes SHOWN(s, len) in the arguments.
+ */
+#define QUOTED "'%.*s%s'"
+#define SHOWN(s, len) shown_len(len), (s), shown_more(len)
+
+static int shown_len(size_t len)
+{
+	return (int)(len > TABLE_SHOWN_MAX ? TABLE_SHOWN_MAX : len);
+}
+
+static const char *shown_more(size_t len)
+{
+	return len > TABLE_SHOWN_MAX ? "..." : "";
+}
+
+/*
+ * FNV-1a folds case; a finaliser spreads its weak low bits. The 32 bits
+ * kept both place a key (hash & mask) and screen it before a compare.
+ */
+static uint32_t table_hash(const char *s, size_t len)
+{
+	uint64_t h = str_hash_nocase(s, len);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (uint32_t)h;
+}
+
+/*
+ * The big arrays are written at random while a large table is indexed;
+ * huge pages save most of the page faults and TLB misses that cost. Only
+ * a hint: where it is unknown or refused, nothing changes.
+ */
+static void *table_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n > 0 ? n : 1, size);
+
+#ifdef MADV_HUGEPAGE
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t end = ((uintptr_t)p + n * size) & ~(huge - 1);
+
+	if (p != NULL && end > start)
+		(void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+#endif
+	return p;
+}
+
+/* A power of two at least twice n, so every probe sequence ends. */
+static size_t index_capacity(size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < n * 2)
+		cap *= 2;
+	return cap;
+}
+
+/*
+ * Why an address-like token (key, list member, target) is bad, or NULL.
+ * A target must hold an '@' and no angle brackets (those were stripped).
+ */
+static const char *address_check(const char *s, size_t len, bool target)
+{
+	const char *at = NULL;
+
+	if (len == 0)
+		return "empty";
+	if (len > TABLE_KEY_MAX)
+		return "longer than 256 octets";
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '@' && at != NULL)
+			return "more than one '@'";
+		if (s[i] == '@')
+			at = s + i;
+		if (target && (s[i] == '<' || s[i] == '>'))
+			return "unbalanced '<' or '>'";
+	}
+	if (at == NULL)
+		return target ? "missing '@'" : NULL;
+	if (at == s)
+		return "empty local part";
+	if (at == s + len - 1)
+		return "empty domain";
+	return NULL;
+}
+
+static int kind_parse(const char *s, size_t len)
+{
+	for (int k = 0; k < KIND__COUNT; k++)
+		if (str_eq_nocase(s, len, kind_names[k], strlen(kind_names[k])))
+			return k;
+	return -1;
+}
+
+/* ---- messages ---- */
+
+static void table_error(char *err, size_t errsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void table_error(char *err, size_t errsize, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errsize == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errsize, fmt, ap);
+	va_end(ap);
+}
+
+static int parser_fail_at(struct parser *p, uint32_t line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* "PATH:LINE: message"; always returns -1 so callers can return it. */
+static int parser_fail_at(struct parser *p, uint32_t line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	str_error_at(p->err, p->errsize, p->be->path, line, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---- the key index ---- */
+
+static const struct entry *keys_find(const struct backend *be,
+				     const char *s, size_t len)
+{
+	uint32_t h;
+
+	if (len == 0 || len > TABLE_KEY_MAX)
+		return NULL;
+	h = table_hash(s, len);
+	for (size_t i = h & be->keys_mask;; i = (i + 1) & be->keys_mask) {
+		const struct key_slot *sl = &be->keys[i];
+		const struct entry *e;
+
+		if (sl->entry == 0)
+			return NULL;
+		e = &be->entries[sl->entry - 1];
+		if (sl->hash == h && str_eq_nocase(e->key, e->keylen, s, len))
+			return e;
+	}
+}
+
+/* Index entry idx by its key; the entry already there when a duplicate. */
+static const struct entry *keys_insert(struct backend *be, size_t idx,
+				       uint32_t h)
+{
+	const struct entry *e = &be->entries[idx];
+
+	for (size_t i = h & be->keys_mask;; i = (i + 1) & be->keys_mask) {
+		struct key_slot *sl = &be->keys[i];
+		const struct entry *old;
+
+		if (sl->entry == 0) {
+			*sl = (struct key_slot){ .hash = h,
+						 .entry = (uint32_t)idx + 1 };
+			return NULL;
+		}
+		old = &be->entries[sl->entry - 1];
+		if (sl->hash == h &&
+		    str_eq_nocase(old->key, old->keylen, e->key, e->keylen))
+			return old;
+	}
+}
+
+/*
+ * Index every entry parsed, in file order, so the first duplicate found is
+ * the earliest. Returns -1 with *dup_r and *first_r set on a duplicate.
+ */
+static int keys_build(struct backend *be, const struct entry **dup_r,
+		      const struct entry **first_r)
+{
+	be->keys_mask = index_capacity(be->nentries) - 1;
+	be->keys = table_calloc(be->keys_mask + 1, sizeof(*be->keys));
+	if (be->keys == NULL)
+		return ENOMEM;
+	for (size_t base = 0; base < be->nentries; base += TABLE_BATCH) {
+		size_t n = be->nentries - base;
+		uint32_t h[TABLE_BATCH];
+
+		n = n < TABLE_BATCH ? n : TABLE_BATCH;
+		for (size_t j = 0; j < n; j++) {
+			const struct entry *e = &be->entries[base + j];
+
+			h[j] = table_hash(e->key, e->keylen);
+			__builtin_prefetch(&be->keys[h[j] & be->keys_mask], 1);
+		}
+		for (size_t j = 0; j < n; j++) {
+			*first_r = keys_insert(be, base + j, h[j]);
+			*dup_r = &be->entries[base + j];
+			if (*first_r != NULL)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- parsing values ---- */
+
+/* Append the words of [s, e) to the open user's full name, one space
+ * apart. The name only ever moves left, over text already consumed. */
+static void user_add_words(struct parser *p, char *s, char *e)
+{
+	char *w = p->name_end;
+
+	for (;;) {
+		char *t;
+
+		s = skip_blanks(s, e);
+		if (s == e)
+			break;
+		for (t = s; t < e && !is_blank(*t); t++)
+			;
+		if (w == NULL) {
+			p->open->value = s;
+			w = s;
+		} else {
+			*w++ = ' ';
+		}
+		memmove(w, s, (size_t)(t - s));
+		w += t - s;
+		s = t;
+	}
+	if (w != NULL)
+		*w = '\0';
+	p->name_end = w;
+}
+
+static int members_push(struct parser *p, const char *member)
+{
+	struct backend *be = p->be;
+
+	if (be->nmembers == be->members_cap) {
+		size_t cap = be->members_cap ? be->members_cap * 2 : 1024;
+		const char **m;
+
+		if (cap > TABLE_ENTRIES_MAX || cap > SIZE_MAX / sizeof(*m))
+			return parser_fail_at(p, p->line,
+					      "too many list members");
+		m = realloc(be->members, cap * sizeof(*m));
+		if (m == NULL)
+			return parser_fail_at(p, p->line, "%s",
+					      strerror(ENOMEM));
+		be->members = m;
+		be->members_cap = cap;
+	}
+	be->members[be->nmembers++] = member;
+	p->open->nmembers++;
+	return 0;
+}
+
+/* Find the next token of [*s, e) separated by commas or white space. */
+static bool token_next(char **s, char *e, char **t_r)
+{
+	char *t;
+
+	while (*s < e && is_separator(**s))
+		(*s)++;
+	if (*s == e)
+		return false;
+	for (t = *s; t < e && !is_separator(*t); t++)
+		;
+	*t_r = t;
+	return true;
+}
+
+static int list_add_members(struct parser *p, char *s, char *e)
+{
+	char *t;
+
+	while (token_next(&s, e, &t)) {
+		size_t len = (size_t)(t - s);
+		const char *why;
+
+		lower_span(s, len);
+		why = address_check(s, len, false);
+		if (why != NULL)
+			return parser_fail_at(p, p->line,
+				"list " QUOTED ": bad member " QUOTED ": %s",
+				SHOWN(p->open->key, p->open->keylen),
+				SHOWN(s, len), why);
+		*t = '\0';
+		if (members_push(p, s) < 0)
+			return -1;
+		s = t < e ? t + 1 : e;
+	}
+	return 0;
+}
+
+static int target_add(struct parser *p, char *s, char *e)
+{
+	const char *kind = kind_names[p->open->kind];
+	char *t;
+
+	while (token_next(&s, e, &t)) {
+		char *next = t < e ? t + 1 : e;
+		size_t len;
+		const char *why;
+
+		if (p->naddrs++ > 0)
+			return parser_fail_at(p, p->line,
+				"%s " QUOTED ": more than one address",
+				kind, SHOWN(p->open->key, p->open->keylen));
+		if (t - s >= 2 && *s == '<' && t[-1] == '>') {
+			s++;
+			t--;
+		}
+		len = (size_t)(t - s);
+		lower_span(s, len);
+		why = address_check(s, len, true);
+		if (why != NULL)
+			return parser_fail_at(p, p->line,
+				"%s " QUOTED ": bad address " QUOTED ": %s",
+				kind, SHOWN(p->open->key, p->open->keylen),
+				SHOWN(s, len), why);
+		*t = '\0';
+		p->open->value = s;
+		s = next;
+	}
+	return 0;
+}
+
+static int value_add(struct parser *p, char *s, char *e)
+{
+	switch (p->open->kind) {
+	case KIND_USER:
+		user_add_words(p, s, e);
+		return 0;
+	case KIND_LIST:
+		return list_add_members(p, s, e);
+	default:
+		return target_add(p, s, e);
+	}
+}
+
+/* ---- parsing lines ---- */
+
+/* The open entry is complete: is it whole? */
+static int entry_finish(struct parser *p)
+{
+	struct entry *e = p->open;
+
+	p->open = NULL;
+	if (e == NULL)
+		return 0;
+	if (e->kind == KIND_LIST && e->nmembers == 0)
+		return parser_fail_at(p, e->line,
+				      "list " QUOTED " has no members",
+				      SHOWN(e->key, e->keylen));
+	if ((e->kind == KIND_FORWARD || e->kind == KIND_MOVED) &&
+	    e->value == NULL)
+		return parser_fail_at(p, e->line,
+				      "%s " QUOTED ": missing address",
+				      kind_names[e->kind],
+				      SHOWN(e->key, e->keylen));
+	return 0;
+}
+
+static struct entry *entry_new(struct parser *p, char *key, size_t keylen,
+			       int kind)
+{
+	struct backend *be = p->be;
+	struct entry *e;
+
+	if (be->nentries >= be->entries_cap) {
+		/* entry lines were counted before parsing: this cannot be */
+		fprintf(stderr, "table: entry count bound broken\n");
+		abort();
+	}
+	e = &be->entries[be->nentries++];
+	*e = (struct entry){
+		.key = key,
+		.line = p->line,
+		.first = (uint32_t)be->nmembers,
+		.keylen = (uint16_t)keylen,
+		.kind = (uint8_t)kind,
+	};
+	return e;
+}
+
+/* "KEY KIND [VALUE]" in [s, e): s is not blank, e is trimmed. */
+static int parse_entry(struct parser *p, char *s, char *e)
+{
+	char *k, *ks, *ke;
+	size_t keylen;
+	const char *why;
+	int kind;
+
+	if (entry_finish(p) < 0)
+		return -1;
+	for (k = s; k < e && !is_blank(*k); k++)
+		;
+	keylen = (size_t)(k - s);
+	lower_span(s, keylen);
+	why = address_check(s, keylen, false);
+	if (why != NULL)
+		return parser_fail_at(p, p->line, "bad key " QUOTED ": %s",
+				      SHOWN(s, keylen), why);
+	ks = skip_blanks(k, e);
+	if (ks == e)
+		return parser_fail_at(p, p->line,
+			"missing kind after " QUOTED " (" TABLE_KINDS ")",
+			SHOWN(s, keylen));
+	for (ke = ks; ke < e && !is_blank(*ke); ke++)
+		;
+	kind = kind_parse(ks, (size_t)(ke - ks));
+	if (kind < 0)
+		return parser_fail_at(p, p->line,
+			"unknown kind " QUOTED " (" TABLE_KINDS ")",
+			SHOWN(ks, (size_t)(ke - ks)));
+	*k = '\0';
+	p->open = entry_new(p, s, keylen, kind);
+	p->name_end = NULL;
+	p->naddrs = 0;
+	return value_add(p, ke < e ? ke + 1 : e, e);
+}
+
+/*
+ * Check [s, *e) for control characters and cut it at a comment: a '#' at
+ * the start or after white space. A CR before the line end is allowed, so
+ * tables edited on other systems load.
+ */
+static int line_scan(struct parser *p, char *s, char **e)
+{
+	char *end = *e, *comment = NULL;
+
+	if (end > s && end[-1] == '\r')
+		end--;
+	for (char *c = s; c < end; c++) {
+		if (is_control((unsigned char)*c))
+			return parser_fail_at(p, p->line,
+				"control character 0x%02x in column %lu",
+				(unsigned char)*c, (unsigned long)(c - s + 1));
+		if (*c == '#' && comment == NULL && (c == s || is_blank(c[-1])))
+			comment = c;
+	}
+	if (comment != NULL)
+		end = comment;
+	while (end > s && is_blank(end[-1]))
+		end--;
+	*e = end;
+	return 0;
+}
+
+static int parse_line(struct parser *p, char *s, char *e)
+{
+	if (line_scan(p, s, &e) < 0)
+		return -1;
+	if (e == s)
+		return 0;
+	if (!is_blank(*s))
+		return parse_entry(p, s, e);
+	if (p->open == NULL)
+		return parser_fail_at(p, p->line,
+				      "continuation line before any entry");
+	return value_add(p, skip_blanks(s, e), e);
+}
+
+static int table_parse(struct parser *p, char *buf, size_t len)
+{
+	char *s = buf, *end = buf + len;
+
+	while (s < end) {
+		char *nl = memchr(s, '\n', (size_t)(end - s));
+		char *e = nl != NULL ? nl : end;
+
+		if (p->line == UINT32_MAX)
+			return parser_fail_at(p, p->line, "too many lines");
+		p->line++;
+		if (parse_line(p, s, e) < 0)
+			return -1;
+		s = nl != NULL ? nl + 1 : end;
+	}
+	return entry_finish(p);
+}
+
+/* Lines that may start an entry: an upper bound on the entries. */
+static size_t table_count_entry_lines(const char *buf, size_t len)
+{
+	const char *s = buf, *end = buf + len;
+	size_t n = 0;
+
+	while (s < end) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+
+		if (*s != ' ' && *s != '\t' && *s != '#' && *s != '\n' &&
+		    *s != '\r')
+			n++;
+		if (nl == NULL)
+			break;
+		s = nl + 1;
+	}
+	return n;
+}
+
+/* ---- the full-name and word indexes ---- */
+
+/* The slot of a full name: its own, or the free one it would take. */
+static struct name_slot *names_slot(const struct backend *be,
+				    const char *name, size_t len, uint32_t h)
+{
+	for (size_t i = h & be->names_mask;; i = (i + 1) & be->names_mask) {
+		struct name_slot *sl = &be->names[i];
+		const char *v;
+
+		if (sl->entry == 0)
+			return sl;
+		if (sl->hash != h)
+			continue;
+		v = be->entries[sl->entry - 1].value;
+		if (str_eq_nocase(v, strlen(v), name, len))
+			return sl;
+	}
+}
+
+/* The slot of a name word: its own, or the free one it would take. */
+static struct word_slot *words_slot(const struct backend *be,
+				    const char *w, size_t len, uint32_t h)
+{
+	for (size_t i = h & be->words_mask;; i = (i + 1) & be->words_mask) {
+		struct word_slot *sl = &be->words[i];
+
+		if (sl->head == 0)
+			return sl;
+		if (sl->hash == h && str_eq_nocase(sl->text, sl->len, w, len))
+			return sl;
+	}
+}
+
+/* Make room for more distinct words, keeping the load at most 1/2. */
+static int words_reserve(struct backend *be, size_t more)
+{
+	size_t cap = be->words_mask + 1;
+	struct word_slot *slots;
+
+	if ((be->nwords + more) * 2 <= cap)
+		return 0;
+	while ((be->nwords + more) * 2 > cap)
+		cap *= 2;
+	slots = table_calloc(cap, sizeof(*slots));
+	if (slots == NULL)
+		return ENOMEM;
+	for (size_t i = 0; i <= be->words_mask; i++) {
+		const struct word_slot *sl = &be->words[i];
+		size_t j;
+
+		if (sl->head == 0)
+			continue;
+		for (j = sl->hash & (cap - 1); slots[j].head != 0;
+		     j = (j + 1) & (cap - 1))
+			;
+		slots[j] = *sl;
+	}
+	free(be->words);
+	be->words = slots;
+	be->words_mask = cap - 1;
+	return 0;
+}
+
+static bool entry_has_name(const struct entry *e)
+{
+	return e->kind == KIND_USER && e->value != NULL;
+}
+
+/* Words of a stored full name: never empty, one space apart. */
+static size_t name_words(const char *name)
+{
+	size_t n = 1;
+
+	for (; *name != '\0'; name++)
+		n += *name == ' ';
+	return n;
+}
+
+/* One posting per word of every full name, in table order. */
+static void postings_fill(struct backend *be)
+{
+	for (size_t i = 0; i < be->nentries; i++) {
+		const char *name = be->entries[i].value;
+		size_t off = 0;
+
+		if (!entry_has_name(&be->entries[i]))
+			continue;
+		for (;;) {
+			const char *sp = strchr(name + off, ' ');
+
+			be->postings[be->npostings++] = (struct posting){
+				.entry = (uint32_t)i,
+				.off = (uint32_t)off,
+			};
+			if (sp == NULL)
+				break;
+			off = (size_t)(sp - name) + 1;
+		}
+	}
+}
+
+/* Up to TABLE_BATCH named users from *next on, into idx[]. */
+static size_t names_batch(const struct backend *be, size_t *next,
+			  size_t idx[TABLE_BATCH])
+{
+	size_t n = 0;
+
+	for (; *next < be->nentries && n < TABLE_BATCH; (*next)++)
+		if (entry_has_name(&be->entries[*next]))
+			idx[n++] = *next;
+	return n;
+}
+
+static void names_index_all(struct backend *be)
+{
+	size_t next = 0, idx[TABLE_BATCH], len[TABLE_BATCH], n;
+	uint32_t h[TABLE_BATCH];
+
+	while ((n = names_batch(be, &next, idx)) > 0) {
+		for (size_t j = 0; j < n; j++) {
+			const char *v = be->entries[idx[j]].value;
+
+			len[j] = strlen(v);
+			h[j] = table_hash(v, len[j]);
+			__builtin_prefetch(&be->names[h[j] & be->names_mask],
+					   1);
+		}
+		for (size_t j = 0; j < n; j++) {
+			struct name_slot *sl = names_slot(be,
+				be->entries[idx[j]].value, len[j], h[j]);
+
+			sl->hash = h[j];
+			sl->entry = (uint32_t)idx[j] + 1;
+			sl->count++;
+		}
+	}
+}
+
+/* The word a posting stands for, and its length. */
+static const char *posting_word(const struct backend *be,
+				const struct posting *ps, size_t *len_r)
+{
+	const char *w = be->entries[ps->entry].value + ps->off;
+	const char *sp = strchr(w, ' ');
+
+	*len_r = sp != NULL ? (size_t)(sp - w) : strlen(w);
+	return w;
+}
+
+static int words_index_all(struct backend *be)
+{
+	const char *w[TABLE_BATCH];
+	size_t len[TABLE_BATCH];
+	uint32_t h[TABLE_BATCH];
+
+	for (size_t base = 0; base < be->npostings; base += TABLE_BATCH) {
+		size_t n = be->npostings - base;
+
+		n = n < TABLE_BATCH ? n : TABLE_BATCH;
+		if (words_reserve(be, n) != 0)
+			return ENOMEM;
+		for (size_t j = 0; j < n; j++) {
+			w[j] = posting_word(be, &be->postings[base + j],
+					    &len[j]);
+			h[j] = table_hash(w[j], len[j]);
+			__builtin_prefetch(&be->words[h[j] & be->words_mask],
+					   1);
+		}
+		for (size_t j = 0; j < n; j++) {
+			struct word_slot *sl = words_slot(be, w[j], len[j],
+							  h[j]);
+
+			if (sl->head == 0) {
+				*sl = (struct word_slot){ .text = w[j],
+					.len = (uint32_t)len[j], .hash = h[j] };
+				be->nwords++;
+			}
+			be->postings[base + j].next = sl->head;
+			sl->head = (uint32_t)(base + j) + 1;
+			sl->count++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Full names are mostly distinct, so their index is sized for all of them;
+ * words repeat (given names, family names), so theirs grows as needed.
+ */
+static int names_build(struct backend *be)
+{
+	size_t nnamed = 0, nwords = 0;
+
+	for (size_t i = 0; i < be->nentries; i++) {
+		if (!entry_has_name(&be->entries[i]))
+			continue;
+		nnamed++;
+		nwords += name_words(be->entries[i].value);
+	}
+	if (nwords > TABLE_ENTRIES_MAX)
+		return ENOMEM;
+	be->names_mask = index_capacity(nnamed) - 1;
+	be->names = table_calloc(be->names_mask + 1, sizeof(*be->names));
+	be->words_mask = index_capacity(512) - 1;
+	be->words = table_calloc(be->words_mask + 1, sizeof(*be->words));
+	be->postings = table_calloc(nwords, sizeof(*be->postings));
+	if (be->names == NULL || be->words == NULL || be->postings == NULL)
+		return ENOMEM;
+	postings_fill(be);
+	names_index_all(be);
+	return words_index_all(be);
+}
+
+/* ---- name matching ---- */
+
+/* Split text on white space; false when it has no word or too many. */
+static bool query_split(const char *text, struct query_words *q)
+{
+	q->n = 0;
+	for (;;) {
+		size_t len;
+
+		while (is_blank(*text))
+			text++;
+		if (*text == '\0')
+			break;
+		for (len = 0; text[len] != '\0' && !is_blank(text[len]); len++)
+			;
+		if (q->n == TABLE_QUERY_WORDS_MAX)
+			return false;
+		q->word[q->n] = text;
+		q->len[q->n++] = len;
+		text += len;
+	}
+	return q->n > 0;
+}
+
+/* Users whose full name is the query's words, one space apart. */
+static enum dir_status names_match_exact(const struct backend *be,
+					 const struct query_words *q,
+					 const struct entry **e_r)
+{
+	char name[COMMAND_LINE_MAX];
+	const struct name_slot *sl;
+	size_t len = 0;
+
+	for (size_t i = 0; i < q->n; i++) {
+		if (len + (i > 0) + q->len[i] >= sizeof(name))
+			return DIR_NOTFOUND;
+		if (i > 0)
+			name[len++] = ' ';
+		memcpy(name + len, q->word[i], q->len[i]);
+		len += q->len[i];
+	}
+	sl = names_slot(be, name, len, table_hash(name, len));
+	if (sl->entry == 0)
+		return DIR_NOTFOUND;
+	if (sl->count > 1)
+		return DIR_AMBIGUOUS;
+	*e_r = &be->entries[sl->entry - 1];
+	return DIR_USER;
+}
+
+static bool name_has_word(const char *name, const char *w, size_t len)
+{
+	for (;;) {
+		const char *sp = strchr(name, ' ');
+		size_t n = sp != NULL ? (size_t)(sp - name) : strlen(name);
+
+		if (str_eq_nocase(name, n, w, len))
+			return true;
+		if (sp == NULL)
+			return false;
+		name = sp + 1;
+	}
+}
+
+static bool name_has_words(const char *name, const struct query_words *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		if (!name_has_word(name, q->word[i], q->len[i]))
+			return false;
+	return true;
+}
+
+/* The slot of the query word with the fewest postings; NULL when a word
+ * is in no name at all. */
+static const struct word_slot *words_rarest(const struct backend *be,
+					    const struct query_words *q)
+{
+	const struct word_slot *best = NULL;
+
+	for (size_t i = 0; i < q->n; i++) {
+		const struct word_slot *sl = words_slot(be, q->word[i],
+			q->len[i], table_hash(q->word[i], q->len[i]));
+
+		if (sl->head == 0)
+			return NULL;
+		if (best == NULL || sl->count < best->count)
+			best = sl;
+	}
+	return best;
+}
+
+/*
+ * Users whose name holds every query word: two distinct ones decide. The
+ * walk is along the rarest word's postings only, and stops at the second
+ * user found; a query word in no name at all costs one probe.
+ */
+static enum dir_status names_match_words(const struct backend *be,
+					 const struct query_words *q,
+					 const struct entry **e_r)
+{
+	const struct word_slot *sl = words_rarest(be, q);
+	uint32_t found = 0;
+
+	if (sl == NULL)
+		return DIR_NOTFOUND;
+	for (uint32_t ref = sl->head; ref != 0;) {
+		const struct posting *ps = &be->postings[ref - 1];
+
+		ref = ps->next;
+		if (found == ps->entry + 1 ||
+		    !name_has_words(be->entries[ps->entry].value, q))
+			continue;
+		if (found != 0)
+			return DIR_AMBIGUOUS;
+		found = ps->entry + 1;
+	}
+	if (found == 0)
+		return DIR_NOTFOUND;
+	*e_r = &be->entries[found - 1];
+	return DIR_USER;
+}
+
+static enum dir_status names_match(const struct backend *be, const char *text,
+				   const struct entry **e_r)
+{
+	struct query_words q;
+	enum dir_status st;
+
+	if (!query_split(text, &q))
+		return DIR_NOTFOUND;
+	st = names_match_exact(be, &q, e_r);
+	if (st != DIR_NOTFOUND)
+		return st;
+	return names_match_words(be, &q, e_r);
+}
+
+/* ---- the vtable ---- */
+
+static void result_fill(const struct backend *be, const struct entry *e,
+			struct dir_result *res)
+{
+	static const enum dir_status status[KIND__COUNT] = {
+		[KIND_USER] = DIR_USER,
+		[KIND_LIST] = DIR_LIST,
+		[KIND_FORWARD] = DIR_FORWARD,
+		[KIND_MOVED] = DIR_MOVED,
+	};
+
+	res->status = status[e->kind];
+	res->key = e->key;
+	if (e->kind == KIND_USER) {
+		res->fullname = e->value;
+	} else if (e->kind == KIND_LIST) {
+		res->members = be->members + e->first;
+		res->nmembers = e->nmembers;
+	} else {
+		res->target = e->value;
+	}
+}
+
+static const struct entry *table_find(const struct backend *be, const char *s)
+{
+	return s != NULL ? keys_find(be, s, strnlen(s, TABLE_KEY_MAX + 1))
+			 : NULL;
+}
+
+static void table_lookup(struct backend *be, const struct dir_query *q,
+			 backend_done_fn *done, void *arg)
+{
+	struct dir_result res = { .status = DIR_NOTFOUND };
+	const struct entry *e = NULL;
+
+	if (q->address != NULL)
+		e = table_find(be, q->address);
+	if (e == NULL)
+		e = table_find(be, q->local);
+	if (e != NULL)
+		result_fill(be, e, &res);
+	else if (q->address == NULL && q->by_name && q->local != NULL) {
+		res.status = names_match(be, q->local, &e);
+		if (res.status == DIR_USER)
+			result_fill(be, e, &res);
+	}
+	done(&res, arg);
+}
+
+static size_t table_count(const struct backend *be)
+{
+	return be->nentries;
+}
+
+/* The one path in args, resolved against base_dir when relative. */
+static int table_resolve(const char *args, const char *base_dir, char *path,
+			 size_t pathsize, char *err, size_t errsize)
+{
+	const char *s = args != NULL ? args : "", *t, *rest;
+	int n;
+
+	while (is_blank(*s))
+		s++;
+	for (t = s; *t != '\0' && !is_blank(*t); t++)
+		;
+	for (rest = t; is_blank(*rest); rest++)
+		;
+	if (t == s || *rest != '\0') {
+		table_error(err, errsize, "table: expected one PATH");
+		return -1;
+	}
+	if ((size_t)(t - s) >= pathsize) {
+		table_error(err, errsize, "table: path too long");
+		return -1;
+	}
+	if (*s == '/' || base_dir == NULL || *base_dir == '\0')
+		n = snprintf(path, pathsize, "%.*s", (int)(t - s), s);
+	else
+		n = snprintf(path, pathsize, "%s%s%.*s", base_dir,
+			     base_dir[strlen(base_dir) - 1] == '/' ? "" : "/",
+			     (int)(t - s), s);
+	if (n < 0 || (size_t)n >= pathsize) {
+		table_error(err, errsize, "table: path too long");
+		return -1;
+	}
+	return 0;
+}
+
+static int table_alloc(struct backend *be, size_t bound)
+{
+	if (bound > TABLE_ENTRIES_MAX)
+		return EFBIG;
+	be->entries_cap = bound;
+	be->entries = table_calloc(bound, sizeof(*be->entries));
+	return be->entries != NULL ? 0 : ENOMEM;
+}
+
+/* Read the file and size the entries for it. */
+static int table_read(struct backend *be, size_t *len_r, char *err,
+		      size_t errsize)
+{
+	int rc = str_read_file(be->path, &be->buf, len_r);
+
+	if (rc == 0)
+		rc = table_alloc(be, table_count_entry_lines(be->buf, *len_r));
+	if (rc != 0) {
+		table_error(err, errsize, "%s: %s", be->path,
+			    rc == EINVAL ? "not a regular file" :
+			    rc == EFBIG ? "too many entries" : strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static int table_load(struct backend *be, char *err, size_t errsize)
+{
+	struct parser p = { .be = be, .err = err, .errsize = errsize };
+	const struct entry *dup = NULL, *first = NULL;
+	size_t len;
+	int rc, parsed;
+
+	if (table_read(be, &len, err, errsize) < 0)
+		return -1;
+	/*
+	 * Keys are indexed after parsing, even when parsing failed: a
+	 * duplicate is never on a later line than the failure, so reporting
+	 * it instead keeps "the first error in the file" true.
+	 */
+	parsed = table_parse(&p, be->buf, len);
+	rc = keys_build(be, &dup, &first);
+	if (rc < 0)
+		return parser_fail_at(&p, dup->line,
+			"duplicate key " QUOTED " (first on line %lu)",
+			SHOWN(dup->key, dup->keylen),
+			(unsigned long)first->line);
+	if (parsed < 0)
+		return -1;
+	if (rc == 0)
+		rc = names_build(be);
+	if (rc != 0) {
+		table_error(err, errsize, "%s: %s", be->path, strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static int table_open(const char *args, const char *base_dir,
+		      struct backend **be_r, char *err, size_t errsize)
+{
+	char path[TABLE_PATH_MAX];
+	struct backend *be;
+
+	*be_r = NULL;
+	if (table_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
+		return -1;
+	be = calloc(1, sizeof(*be));
+	if (be == NULL || (be->path = strdup(path)) == NULL) {
+		free(be);
+		table_error(err, errsize, "%s: %s", path, strerror(ENOMEM));
+		return -1;
+	}
+	if (table_load(be, err, errsize) < 0) {
+		table_close(&be);
+		return -1;
+	}
+	*be_r = be;
+	return 0;
+}
+
+static void table_close(struct backend **be_p)
+{
+	struct backend *be = *be_p;
+
+	if (be == NULL)
+		return;
+	free(be->postings);
+	free(be->words);
+	free(be->names);
+	free(be->keys);
+	free(be->members);
+	free(be->entries);
+	free(be->buf);
+	free(be->path);
+	free(be);
+	*be_p = NULL;
+}
+
+const struct backend_ops backend_table_ops = {
+	.name = "table",
+	.open = table_open,
+	.lookup = table_lookup,
+	.count = table_count,
+	.close = table_close,
+};

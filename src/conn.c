@@ -1,0 +1,251 @@
+/*
+ * conn — one client connection: bufferevent in, session in the middle,
+ * bufferevent out. The only module that touches client sockets.
+ *
+ * It must never read ahead of the session: while a lookup is outstanding,
+ * while the session is closing, or while the client leaves too many
+ * replies unread, reading is disabled, so one connection's memory stays
+ * bounded by CONN_INPUT_HIGH + CONN_OUTPUT_HIGH. Replies produced while
+ * processing one batch of input are appended to the output buffer and
+ * leave together in one write when the callback returns.
+ */
+#include "porterd/conn.h"
+
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "porterd/log.h"
+#include "porterd/server.h"
+#include "porterd/session.h"
+
+struct conn {
+	struct server *srv;
+	struct conn_list *list;
+	struct conn *prev, *next;
+	struct bufferevent *bev;
+	struct session *session;
+	const char *close_reason;
+};
+
+static void conn_sink_write(void *arg, const char *buf, size_t len)
+{
+	struct conn *c = arg;
+
+	if (bufferevent_write(c->bev, buf, len) < 0) {
+		/* Out of memory for replies: the session cannot stay in sync. */
+		c->close_reason = "nomem";
+	}
+}
+
+static void list_insert(struct conn_list *list, struct conn *c)
+{
+	c->list = list;
+	c->next = list->head;
+	if (list->head != NULL)
+		list->head->prev = c;
+	list->head = c;
+	list->count++;
+}
+
+static void list_remove(struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->list->head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->list->count--;
+}
+
+void conn_free(struct conn **cp)
+{
+	struct conn *c = *cp;
+	struct server *srv;
+
+	if (c == NULL)
+		return;
+	srv = c->srv;
+	if (c->session != NULL)
+		log_event(LOG_LEVEL_INFO, "event=disconnect client=%s reason=%s",
+			  session_client_addr(c->session),
+			  c->close_reason != NULL ? c->close_reason : "quit");
+	list_remove(c);
+	session_free(&c->session);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	free(c);
+	*cp = NULL;
+	server_conn_closed(srv);
+}
+
+static size_t output_pending(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Feed buffered input to the session, window by window, while it wants it. */
+static void conn_feed_input(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (!session_blocked(c->session) && !session_closing(c->session) &&
+	       output_pending(c) <= CONN_OUTPUT_HIGH && c->close_reason == NULL) {
+		size_t avail = evbuffer_get_length(in);
+		size_t window = avail < CONN_FEED_WINDOW ? avail : CONN_FEED_WINDOW;
+		const char *p;
+		size_t used;
+
+		if (window == 0)
+			break;
+		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)window);
+		if (p == NULL) {
+			c->close_reason = "nomem";
+			break;
+		}
+		used = session_feed(c->session, p, window);
+		evbuffer_drain(in, used);
+		if (used == 0)
+			break;	/* an incomplete line: wait for more */
+	}
+}
+
+/*
+ * After any event: close if the session is over, else read only when the
+ * session can take more input. Returns false when c was freed.
+ */
+static bool conn_settle(struct conn *c)
+{
+	if (c->close_reason != NULL && !session_closing(c->session)) {
+		conn_free(&c);
+		return false;
+	}
+	if (session_closing(c->session)) {
+		bufferevent_disable(c->bev, EV_READ);
+		if (output_pending(c) == 0) {
+			conn_free(&c);
+			return false;
+		}
+		return true;	/* the write callback closes once flushed */
+	}
+	if (session_blocked(c->session) || output_pending(c) > CONN_OUTPUT_HIGH)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+	return true;
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	conn_feed_input(c);
+	conn_settle(c);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if (session_closing(c->session)) {
+		if (output_pending(c) == 0)
+			conn_free(&c);
+		return;
+	}
+	/* The client read its replies: take up the commands that waited. */
+	conn_feed_input(c);
+	conn_settle(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		c->close_reason = "timeout";
+		session_timeout(c->session);
+		conn_settle(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		c->close_reason = "write_timeout";	/* it stopped reading */
+	else if (what & BEV_EVENT_EOF)
+		c->close_reason = "eof";
+	else
+		c->close_reason = "error";
+	conn_free(&c);
+}
+
+/* A lookup answered later: its reply is out, the next commands may run. */
+static void conn_resume(void *arg)
+{
+	struct conn *c = arg;
+
+	conn_feed_input(c);
+	conn_settle(c);
+}
+
+struct conn *conn_new(struct server *srv, struct conn_list *list,
+		      struct config *cfg, evutil_socket_t fd,
+		      const char *client_addr)
+{
+	struct timeval timeout = { CONN_COMMAND_TIMEOUT_SECS, 0 };
+	struct conn *c = calloc(1, sizeof(*c));
+	struct session_io io;
+
+	if (c == NULL) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	c->srv = srv;
+	c->bev = bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
+	io = (struct session_io){
+		.sink = { .write = conn_sink_write, .arg = c },
+		.resume = conn_resume,
+		.arg = c,
+	};
+	c->session = c->bev != NULL ? session_new(cfg, client_addr, &io) : NULL;
+	list_insert(list, c);
+	if (c->session == NULL) {
+		if (c->bev == NULL)
+			evutil_closesocket(fd);
+		c->close_reason = "nomem";
+		conn_free(&c);
+		return NULL;
+	}
+	log_event(LOG_LEVEL_INFO, "event=connect client=%s", client_addr);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_HIGH);
+	bufferevent_set_timeouts(c->bev, &timeout, &timeout);
+	session_start(c->session);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return c;
+}
+
+void conn_list_shutdown(struct conn_list *list)
+{
+	struct conn *c = list->head;
+
+	while (c != NULL) {
+		struct conn *next = c->next;
+
+		c->close_reason = "shutdown";
+		session_shutdown(c->session);
+		conn_settle(c);
+		c = next;
+	}
+}
+
+void conn_list_free(struct conn_list *list)
+{
+	while (list->head != NULL) {
+		struct conn *c = list->head;
+		conn_free(&c);
+	}
+}

@@ -1,0 +1,141 @@
+/*
+ * strutil — small string helpers shared by the parsers and the directory.
+ * ASCII only and locale-independent: mail addresses are compared the same
+ * way whatever LC_ALL says.
+ */
+#include "porterd/strutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+bool str_lower_copy(char *dst, size_t dstsize, const char *src, size_t len)
+{
+	if (len >= dstsize)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		dst[i] = str_lower_char(src[i]);
+	dst[len] = '\0';
+	return true;
+}
+
+void str_lower_inplace(char *s)
+{
+	for (; *s != '\0'; s++)
+		*s = str_lower_char(*s);
+}
+
+uint64_t str_hash_nocase(const char *s, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)str_lower_char(s[i]);
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+bool str_eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++)
+		if (str_lower_char(a[i]) != str_lower_char(b[i]))
+			return false;
+	return true;
+}
+
+bool str_has_8bit(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] & 0x80)
+			return true;
+	return false;
+}
+
+bool str_copy(char *dst, size_t dstsize, const char *src, size_t len)
+{
+	bool fits = len < dstsize;
+
+	if (dstsize == 0)
+		return false;
+	if (!fits)
+		len = dstsize - 1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+	return fits;
+}
+
+int str_error_at(char *err, size_t errsize, const char *path, unsigned long line,
+		 const char *fmt, va_list ap)
+{
+	int n;
+
+	if (err == NULL || errsize == 0)
+		return -1;
+	if (line > 0)
+		n = snprintf(err, errsize, "%s:%lu: ", path, line);
+	else
+		n = snprintf(err, errsize, "%s: ", path);
+	if (n < 0 || (size_t)n >= errsize)
+		return -1;
+	vsnprintf(err + n, errsize - (size_t)n, fmt, ap);
+	return -1;
+}
+
+static int read_all(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			return EIO; /* the file shrank while we read it */
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int str_read_file(const char *path, char **buf_r, size_t *len_r)
+{
+	struct stat st;
+	char *buf;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) < 0) {
+		rc = errno;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return EINVAL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return ENOMEM;
+	}
+	rc = read_all(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (rc != 0) {
+		free(buf);
+		return rc;
+	}
+	buf[st.st_size] = '\0';
+	*buf_r = buf;
+	*len_r = (size_t)st.st_size;
+	return 0;
+}

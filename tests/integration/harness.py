@@ -1,0 +1,368 @@
+"""
+harness — the plumbing of porterd's integration tests: free loopback
+ports, a daemon started and stopped by PID, a byte-exact SMTP client with
+deadlines, and the test registry with its per-test time limit.
+
+Python 3 standard library only. Nothing here talks to anything but
+127.0.0.1 and ::1.
+"""
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import time
+
+# Text a sanitizer prints when it finds something (ASan, UBSan, LSan).
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "runtime error:",
+    "LeakSanitizer",
+    "UndefinedBehaviorSanitizer",
+)
+
+IO_TIMEOUT = 5.0        # seconds any single read or write may take
+READY_TIMEOUT = 10.0    # seconds a daemon may take to accept connections
+STOP_TIMEOUT = 10.0     # seconds a daemon may take to exit after a signal
+TEST_TIME_LIMIT = 30    # seconds any one test may take, all in all
+
+
+class Failure(Exception):
+    """A test's expectation did not hold; the message says how."""
+
+
+class TestTimeLimit(Exception):
+    """A test ran past TEST_TIME_LIMIT."""
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, want {want!r}")
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+# --- addresses and ports ----------------------------------------------------
+
+def ipv6_loopback_problem():
+    """None when [::1] can listen and be connected to, else the reason."""
+    if not socket.has_ipv6:
+        return "this Python has no IPv6 support"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as srv:
+            srv.bind(("::1", 0))
+            srv.listen(1)
+            port = srv.getsockname()[1]
+            with socket.create_connection(("::1", port), timeout=2):
+                pass
+    except OSError as e:
+        return f"IPv6 loopback unusable: {e}"
+    return None
+
+
+def free_port(with_ipv6):
+    """A TCP port free on 127.0.0.1 (and on ::1 when with_ipv6)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
+            s4.bind(("127.0.0.1", 0))
+            port = s4.getsockname()[1]
+            if not with_ipv6:
+                return port
+            try:
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port found")
+
+
+def listen_specs(port, with_ipv6):
+    specs = [f"127.0.0.1:{port}"]
+    if with_ipv6:
+        specs.append(f"[::1]:{port}")
+    return specs
+
+
+# --- the daemon -------------------------------------------------------------
+
+def daemon_env():
+    env = os.environ.copy()
+    # Sanitizer reports must go to stderr (the log) and make the exit fail.
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+class Daemon:
+    """One porterd process, started with -c CONFIG, stderr to LOG."""
+
+    def __init__(self, binary, config, log_path, port):
+        self.binary = binary
+        self.config = config
+        self.log_path = log_path
+        self.port = port
+        self.proc = None
+        self.returncode = None
+        self.killed = False
+        self.signaled = False   # a stop signal was sent already
+
+    def start(self, nofile=None):
+        """Start it; nofile limits its open descriptors (RLIMIT_NOFILE)."""
+        def limit():
+            if nofile is not None:
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", self.config],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=daemon_env(), close_fds=True,
+                preexec_fn=limit if nofile is not None else None)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def log_tail(self, n=8):
+        lines = self.log().decode("utf-8", "backslashreplace").splitlines()
+        return " | ".join(lines[-n:])
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Wait until 127.0.0.1:port greets; False when the process died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                return False
+            try:
+                c = Client(("127.0.0.1", self.port), timeout=2)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            try:
+                c.reply()
+                c.send(b"QUIT\r\n")
+                c.reply()
+            finally:
+                c.close()
+            return True
+        raise Failure(f"daemon did not accept connections within {timeout:.0f} s: "
+                      f"{self.log_tail()}")
+
+    def wait_log(self, pattern, timeout=3.0, count=1):
+        """Wait until the log holds count matches of the regex (bytes)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            n = len(rx.findall(self.log()))
+            if n >= count:
+                return n
+            if time.monotonic() >= deadline:
+                raise Failure(f"log has {n} of {count} lines matching {pattern!r}: "
+                              f"{self.log_tail()}")
+            time.sleep(0.02)
+
+    def send_signal(self, sig):
+        if self.proc is not None and self.proc.poll() is None:
+            self.signaled = True
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Signal the daemon (unless a stop signal was sent already: a
+        second one may find the default action) and wait; kill -9 it after
+        timeout. Returns its exit status (negative: the signal that
+        ended it)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            if not self.signaled:
+                self.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def wait_exit(self, timeout=STOP_TIMEOUT):
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def kill(self):
+        """Last resort at exit: SIGKILL by PID if still running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.killed = True
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+# --- a byte-exact client ----------------------------------------------------
+
+class Client:
+    """An SMTP client that sends bytes as given and reads replies as
+    received, each read bounded by a deadline."""
+
+    def __init__(self, addr, timeout=IO_TIMEOUT):
+        host, port = addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.timeout = timeout
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(data)
+
+    def _fill(self, deadline, what):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Failure(f"timed out waiting for {what}; have {self.buf[-200:]!r}")
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            raise Failure(f"timed out waiting for {what}; have {self.buf[-200:]!r}")
+        if not chunk:
+            raise Failure(f"connection closed waiting for {what}; have {self.buf[-200:]!r}")
+        self.buf += chunk
+
+    def line(self, deadline=None):
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        while b"\n" not in self.buf:
+            self._fill(deadline, "a reply line")
+        i = self.buf.index(b"\n") + 1
+        line, self.buf = self.buf[:i], self.buf[i:]
+        return line
+
+    def reply(self, deadline=None):
+        """One whole reply, multi-line or not, as the raw bytes received."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        lines = []
+        while True:
+            line = self.line(deadline)
+            lines.append(line)
+            if not (len(line) >= 4 and line[3:4] == b"-"):
+                return b"".join(lines)
+
+    def replies(self, n, deadline=None):
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        return b"".join(self.reply(deadline) for _ in range(n))
+
+    def cmd(self, data):
+        self.send(data)
+        return self.reply()
+
+    def read_to_eof(self, timeout=None):
+        """Everything until the server closes."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Failure(f"server did not close; have {self.buf[-200:]!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise Failure(f"server did not close; have {self.buf[-200:]!r}")
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                data, self.buf = self.buf, b""
+                return data
+            self.buf += chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def count_replies(data):
+    """How many replies (final lines) a byte string holds."""
+    return sum(1 for line in data.split(b"\r\n")
+               if len(line) >= 4 and line[3:4] == b" ")
+
+
+# --- the registry -----------------------------------------------------------
+
+class Runner:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.times = {}         # name: seconds
+
+    def _alarm(self, signum, frame):
+        raise TestTimeLimit()
+
+    def run(self, name, fn, *args):
+        """Run one test, bounded by TEST_TIME_LIMIT; print its line."""
+        old = signal.signal(signal.SIGALRM, self._alarm)
+        signal.alarm(TEST_TIME_LIMIT)
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+        except Failure as e:
+            self.fail(name, str(e))
+        except TestTimeLimit:
+            self.fail(name, f"took longer than {TEST_TIME_LIMIT} s")
+        except Exception as e:  # a crash of the test is a failure too
+            self.fail(name, f"{type(e).__name__}: {e}")
+        else:
+            self.ok(name)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+            self.times[name] = time.monotonic() - t0
+
+    def slowest(self, n=3):
+        top = sorted(self.times.items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"{name} {secs:.1f} s" for name, secs in top)
+
+    def ok(self, name):
+        self.passed += 1
+        print(f"ok {name}", flush=True)
+
+    def fail(self, name, reason):
+        self.failed += 1
+        reason = reason.replace("\n", "\\n")
+        print(f"FAIL {name}: {reason}", flush=True)
+
+    def skip(self, name, reason):
+        self.skipped += 1
+        print(f"skip {name}: {reason}", flush=True)

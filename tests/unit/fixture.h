@@ -1,0 +1,65 @@
+/*
+ * A config with a directory, built from text, for the session and
+ * directory suites: the RFC 821 section 3.3 cast plus lists that nest,
+ * loop and point nowhere.
+ */
+#ifndef PORTERD_FIXTURE_H
+#define PORTERD_FIXTURE_H
+
+#include "testutil.h"
+
+#include "porterd/config.h"
+#include "porterd/directory.h"
+#include "porterd/log.h"
+
+static const char fixture_table[] =
+	"# the cast of RFC 821 section 3.3, and a few more\n"
+	"postmaster          user     Postmaster\n"
+	"jones               user     Fred Jones\n"
+	"smith@example.test  user     Fred Smith\n"
+	"qsmith              user     Quincy Smith\n"
+	"anna                user     Anna Gourzenkyinplatz\n"
+	"boris               user     Boris Gourzenkyinplatz\n"
+	"nameless            user\n"
+	"example-people      list     jones, smith, qsmith,\n"
+	"                             postel@usc-isif.example,\n"
+	"                             fonebone@usc-isiq.example\n"
+	"all-staff           list     example-people, postmaster, jones, bob\n"
+	"loop-a              list     loop-b, jones\n"
+	"loop-b              list     loop-a, qsmith\n"
+	"ghosts              list     nobody, alice\n"
+	"bob                 forward  bob@elsewhere.example\n"
+	"alice               moved    alice@newco.example\n";
+
+/* A config for domains example.test and example.org with the fixture
+ * table; modes replaces the default "vrfy on\nexpn on\n". Logging is
+ * kept to errors so the suites' output stays readable. */
+static inline struct config *fixture_config(const char *modes, char **table_path_r)
+{
+	char text[2048], err[512];
+	struct config *cfg = NULL;
+	char *table = write_temp_file(fixture_table);
+
+	snprintf(text, sizeof(text),
+		 "hostname mail.example.test\n"
+		 "domains example.test example.org\n"
+		 "directory table %s\n%s",
+		 table, modes != NULL ? modes : "vrfy on\nexpn on\n");
+	log_init(LOG_LEVEL_ERR, stderr);
+	if (config_parse(text, strlen(text), "fixture.conf", &cfg, err, sizeof(err)) < 0)
+		ck_abort_msg("fixture config: %s", err);
+	if (directory_open(cfg, &cfg->dir, err, sizeof(err)) < 0)
+		ck_abort_msg("fixture directory: %s", err);
+	*table_path_r = table;
+	return cfg;
+}
+
+static inline void fixture_free(struct config **cfg, char **table_path)
+{
+	config_unref(cfg);
+	unlink(*table_path);
+	free(*table_path);
+	*table_path = NULL;
+}
+
+#endif

@@ -1,0 +1,520 @@
+/*
+ * Session dialogues, asserted reply by reply: every command, the RFC 821
+ * section 3.3 examples, line framing, pipelining, and lookups that
+ * answer later.
+ */
+#include "fixture.h"
+
+#include "porterd/session.h"
+
+static struct capture cap;
+static struct config *cfg;
+static char *table_path;
+static struct session *sess;
+static int resumes;
+
+static void on_resume(void *arg)
+{
+	(void)arg;
+	resumes++;
+}
+
+static struct session *start_session(const char *extra)
+{
+	struct session_io io = { .resume = on_resume };
+
+	cfg = fixture_config(extra, &table_path);
+	io.sink = capture_sink(&cap);
+	io.arg = NULL;
+	resumes = 0;
+	sess = session_new(cfg, "192.0.2.1", &io);
+	ck_assert_ptr_nonnull(sess);
+	session_start(sess);
+	ck_assert_str_eq(cap.buf, "220 mail.example.test ESMTP porterd\r\n");
+	cap.len = 0;
+	cap.buf[0] = '\0';
+	return sess;
+}
+
+static void end_session(void)
+{
+	session_free(&sess);
+	ck_assert_ptr_null(sess);
+	fixture_free(&cfg, &table_path);
+}
+
+/* Feed input, which must all be consumed, and expect exactly reply. */
+static void exchange(const char *input, const char *reply)
+{
+	size_t used = session_feed(sess, input, strlen(input));
+
+	ck_assert_msg(used == strlen(input), "consumed %zu of %zu of '%s'", used,
+		      strlen(input), input);
+	ck_assert_msg(strcmp(cap.buf, reply) == 0, "sent '%s'\n got '%s'\nwant '%s'",
+		      input, cap.buf, reply);
+	cap.len = 0;
+	cap.buf[0] = '\0';
+}
+
+/* --- one command, one reply, default config -------------------------------- */
+
+static const struct {
+	const char *input, *reply;
+} rows[] = {
+	/* RFC 821 section 3.3, example 3, with this directory's cast */
+	{ "VRFY Smith\r\n", "553 5.1.4 User ambiguous\r\n" },
+	{ "VRFY Jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY bob\r\n", "251 2.1.5 User not local; will forward to <bob@elsewhere.example>\r\n" },
+	{ "VRFY Nobody\r\n", "550 5.1.1 <Nobody>: no such user here\r\n" },
+	{ "VRFY alice\r\n", "551 5.1.6 User not local; please try <alice@newco.example>\r\n" },
+	{ "VRFY Gourzenkyinplatz\r\n", "553 5.1.4 User ambiguous\r\n" },
+	/* argument forms */
+	{ "VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY JONES\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY jones@example.test\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY <jones@example.test>\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY <Jones@Example.TEST>\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY jones@example.org\r\n", "250 2.1.5 Fred Jones <jones@example.org>\r\n" },
+	{ "VRFY Fred Jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY Quincy Smith\r\n", "250 2.1.5 Quincy Smith <qsmith@example.test>\r\n" },
+	{ "VRFY quincy   SMITH\r\n", "250 2.1.5 Quincy Smith <qsmith@example.test>\r\n" },
+	{ "VRFY Fred\r\n", "553 5.1.4 User ambiguous\r\n" },
+	{ "VRFY smith@example.test\r\n", "250 2.1.5 Fred Smith <smith@example.test>\r\n" },
+	{ "VRFY smith@example.org\r\n", "550 5.1.1 <smith@example.org>: no such user here\r\n" },
+	{ "VRFY anna\r\n", "250 2.1.5 Anna Gourzenkyinplatz <anna@example.test>\r\n" },
+	{ "VRFY nameless\r\n", "250 2.1.5 <nameless@example.test>\r\n" },
+	{ "VRFY example-people\r\n", "250 2.1.5 <example-people@example.test>\r\n" },
+	{ "VRFY jones@elsewhere.example\r\n", "550 5.1.2 <jones@elsewhere.example>: domain is not local here\r\n" },
+	{ "VRFY Postmaster\r\n", "250 2.1.5 Postmaster <postmaster@example.test>\r\n" },
+	{ "VRFY jones SMTPUTF8\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
+	{ "VRFY <>\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
+	{ "VRFY <jones\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
+	{ "VRFY j\xc3\xb6rg\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	{ "VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	/* RFC 821 section 3.3, example 4, and the rest of EXPN */
+	{ "EXPN Example-People\r\n",
+	  "250-2.1.5 Fred Jones <jones@example.test>\r\n"
+	  "250-2.1.5 Fred Smith <smith@example.test>\r\n"
+	  "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+	  "250-2.1.5 <postel@usc-isif.example>\r\n"
+	  "250 2.1.5 <fonebone@usc-isiq.example>\r\n" },
+	{ "EXPN all-staff\r\n",
+	  "250-2.1.5 Fred Jones <jones@example.test>\r\n"
+	  "250-2.1.5 Fred Smith <smith@example.test>\r\n"
+	  "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+	  "250-2.1.5 <postel@usc-isif.example>\r\n"
+	  "250-2.1.5 <fonebone@usc-isiq.example>\r\n"
+	  "250-2.1.5 Postmaster <postmaster@example.test>\r\n"
+	  "250 2.1.5 <bob@elsewhere.example>\r\n" },
+	{ "EXPN loop-a\r\n",
+	  "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+	  "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "EXPN <loop-b@example.org>\r\n",
+	  "250-2.1.5 Fred Jones <jones@example.test>\r\n"
+	  "250 2.1.5 Quincy Smith <qsmith@example.test>\r\n" },
+	{ "EXPN jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "EXPN bob\r\n", "250 2.1.5 <bob@elsewhere.example>\r\n" },
+	{ "EXPN alice\r\n", "550 5.1.6 User not local; please try <alice@newco.example>\r\n" },
+	{ "EXPN Smith\r\n", "550 5.1.4 User ambiguous\r\n" },
+	{ "EXPN nosuch\r\n", "550 5.1.1 <nosuch>: no such user here\r\n" },
+	{ "EXPN ghosts\r\n", "550 5.1.1 <ghosts>: list has no members here\r\n" },
+	{ "EXPN staff@elsewhere.example\r\n", "550 5.1.2 <staff@elsewhere.example>: domain is not local here\r\n" },
+	{ "EXPN\r\n", "501 5.5.4 Syntax: EXPN list\r\n" },
+	{ "EXPN \xff\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	/* the other commands */
+	{ "HELO client.example\r\n", "250 mail.example.test\r\n" },
+	{ "HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n" },
+	{ "HELO two words\r\n", "501 5.5.4 Syntax: HELO hostname\r\n" },
+	{ "EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n" },
+	{ "NOOP\r\n", "250 2.0.0 Ok\r\n" },
+	{ "noop anything at all\r\n", "250 2.0.0 Ok\r\n" },
+	{ "RSET\r\n", "250 2.0.0 Ok\r\n" },
+	{ "RSET now\r\n", "501 5.5.4 Syntax: RSET\r\n" },
+	{ "HELP\r\n", "214-2.0.0 Commands: HELO EHLO VRFY EXPN NOOP RSET HELP QUIT\r\n"
+		      "214 2.0.0 End of HELP info; see porterd(8)\r\n" },
+	{ "QUIT now\r\n", "501 5.5.4 Syntax: QUIT\r\n" },
+	{ "MAIL FROM:<a@example.test>\r\n", "502 5.5.1 MAIL command not implemented\r\n" },
+	{ "RCPT TO:<jones@example.test>\r\n", "502 5.5.1 RCPT command not implemented\r\n" },
+	{ "DATA\r\n", "502 5.5.1 DATA command not implemented\r\n" },
+	{ "XYZZY\r\n", "500 5.5.2 Error: command not recognized\r\n" },
+	{ "\r\n", "500 5.5.2 Error: command not recognized\r\n" },
+	{ "VRFY jo\rnes\r\n", "500 5.5.2 Error: control characters in command\r\n" },
+	{ "NOOP\n", "250 2.0.0 Ok\r\n" },
+};
+
+START_TEST(test_rows)
+{
+	start_session(NULL);
+	exchange(rows[_i].input, rows[_i].reply);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_ehlo_advertises)
+{
+	start_session(NULL);
+	exchange("EHLO client.example\r\n",
+		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250-VRFY\r\n"
+		 "250-EXPN\r\n"
+		 "250 HELP\r\n");
+	/* a second EHLO starts afresh and answers the same way */
+	exchange("ehlo [192.0.2.1]\r\n",
+		 "250-mail.example.test Hello [192.0.2.1] [192.0.2.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250-VRFY\r\n"
+		 "250-EXPN\r\n"
+		 "250 HELP\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_disabled_not_advertised)
+{
+	start_session("vrfy off\nexpn off\n");
+	exchange("EHLO client.example\r\n",
+		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250 HELP\r\n");
+	exchange("VRFY jones\r\n", "502 5.5.1 VRFY command is disabled\r\n");
+	exchange("EXPN example-people\r\n", "502 5.5.1 EXPN command is disabled\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_vrfy_252_reveals_nothing)
+{
+	const char *generic = "252 2.5.0 Cannot VRFY user; send some mail, I'll try my best\r\n";
+
+	start_session("vrfy 252\nexpn on\n");
+	exchange("EHLO client.example\r\n",
+		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250-VRFY\r\n"
+		 "250-EXPN\r\n"
+		 "250 HELP\r\n");
+	exchange("VRFY jones\r\n", generic);
+	exchange("VRFY Nobody\r\n", generic);
+	exchange("VRFY Smith\r\n", generic);
+	exchange("VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_quit_closes)
+{
+	start_session(NULL);
+	ck_assert(!session_closing(sess));
+	ck_assert_uint_eq(session_feed(sess, "QUIT\r\nNOOP\r\n", 12), 6);
+	ck_assert_str_eq(cap.buf, "221 2.0.0 Bye\r\n");
+	ck_assert(session_closing(sess));
+	/* nothing more is read once closed */
+	ck_assert_uint_eq(session_feed(sess, "NOOP\r\n", 6), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_timeout_and_shutdown)
+{
+	start_session(NULL);
+	session_timeout(sess);
+	ck_assert_str_eq(cap.buf, "421 4.4.2 mail.example.test Error: timeout exceeded\r\n");
+	ck_assert(session_closing(sess));
+	end_session();
+
+	start_session(NULL);
+	session_shutdown(sess);
+	ck_assert_str_eq(cap.buf, "421 4.3.2 mail.example.test Service shutting down\r\n");
+	ck_assert(session_closing(sess));
+	/* a second stop says nothing more */
+	cap.len = 0;
+	cap.buf[0] = '\0';
+	session_timeout(sess);
+	ck_assert_str_eq(cap.buf, "");
+	end_session();
+}
+END_TEST
+
+/* --- line framing ------------------------------------------------------------ */
+
+START_TEST(test_partial_line_waits)
+{
+	start_session(NULL);
+	ck_assert_uint_eq(session_feed(sess, "VRF", 3), 0);
+	ck_assert_str_eq(cap.buf, "");
+	exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_line_too_long_resyncs)
+{
+	char line[3100];
+
+	start_session(NULL);
+	memset(line, 'A', 3000);
+	strcpy(line + 3000, "\r\nNOOP\r\n");
+	exchange(line, "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_line_too_long_in_pieces)
+{
+	char chunk[COMMAND_LINE_MAX];
+
+	start_session(NULL);
+	memset(chunk, 'B', sizeof(chunk));
+	/* a full window with no end: consumed and discarded */
+	ck_assert_uint_eq(session_feed(sess, chunk, sizeof(chunk)), sizeof(chunk));
+	ck_assert_uint_eq(session_feed(sess, chunk, 100), 100);
+	ck_assert_str_eq(cap.buf, "");
+	exchange("tail\r\nVRFY jones\r\n",
+		 "500 5.5.2 Line too long\r\n"
+		 "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_line_limit_exact)
+{
+	char line[COMMAND_LINE_MAX + 2];
+
+	start_session(NULL);
+	/* 2048 octets with the CRLF: accepted */
+	memset(line, ' ', sizeof(line));
+	memcpy(line, "NOOP", 4);
+	memcpy(line + COMMAND_LINE_MAX - 2, "\r\n", 3);
+	exchange(line, "250 2.0.0 Ok\r\n");
+	/* 2049 octets: too long */
+	memset(line, ' ', sizeof(line));
+	memcpy(line, "NOOP", 4);
+	memcpy(line + COMMAND_LINE_MAX - 1, "\r\n", 3);
+	exchange(line, "500 5.5.2 Line too long\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_nul_byte_in_line)
+{
+	static const char input[] = "VRFY jo\0nes\r\nNOOP\r\n";
+
+	start_session(NULL);
+	ck_assert_uint_eq(session_feed(sess, input, sizeof(input) - 1), sizeof(input) - 1);
+	ck_assert_str_eq(cap.buf, "500 5.5.2 Error: control characters in command\r\n"
+				  "250 2.0.0 Ok\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_pipelined_group_in_order)
+{
+	start_session(NULL);
+	exchange("EHLO c.example\r\nVRFY jones\r\nEXPN loop-a\r\nVRFY Smith\r\nNOOP\r\n",
+		 "250-mail.example.test Hello c.example [192.0.2.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250-VRFY\r\n"
+		 "250-EXPN\r\n"
+		 "250 HELP\r\n"
+		 "250 2.1.5 Fred Jones <jones@example.test>\r\n"
+		 "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+		 "250 2.1.5 Fred Jones <jones@example.test>\r\n"
+		 "553 5.1.4 User ambiguous\r\n"
+		 "250 2.0.0 Ok\r\n");
+	ck_assert_int_eq(resumes, 0);
+	end_session();
+}
+END_TEST
+
+/* --- a backend that answers later ------------------------------------------- */
+
+struct backend {
+	backend_done_fn *done;
+	void *arg;
+	enum dir_status answer;
+	int asked;
+};
+
+static struct backend late;
+
+static int late_open(const char *args, const char *base, struct backend **be_r,
+		     char *err, size_t errsize)
+{
+	(void)args; (void)base; (void)err; (void)errsize;
+	*be_r = &late;
+	return 0;
+}
+
+static void late_lookup(struct backend *be, const struct dir_query *q,
+			backend_done_fn *done, void *arg)
+{
+	(void)q;
+	be->done = done;
+	be->arg = arg;
+	be->asked++;
+}
+
+static size_t late_count(const struct backend *be)
+{
+	(void)be;
+	return 0;
+}
+
+static void late_close(struct backend **be)
+{
+	*be = NULL;
+}
+
+static const struct backend_ops late_ops = {
+	"late", late_open, late_lookup, late_count, late_close,
+};
+
+/* Put the late backend in front of the fixture table. */
+static void chain_late_then_table(void)
+{
+	struct directory *dir = directory_new(cfg);
+	struct backend *be;
+	char err[256];
+
+	memset(&late, 0, sizeof(late));
+	directory_append(dir, &late_ops, &late);
+	ck_assert_int_eq(backend_table_ops.open(table_path, "/", &be, err, sizeof(err)), 0);
+	directory_append(dir, &backend_table_ops, be);
+	directory_free(&cfg->dir);
+	cfg->dir = dir;
+}
+
+static void late_answer(enum dir_status status)
+{
+	struct dir_result res = { .status = status };
+	backend_done_fn *done = late.done;
+
+	ck_assert_ptr_nonnull(done);
+	late.done = NULL;
+	done(&res, late.arg);
+}
+
+START_TEST(test_late_answers_keep_order)
+{
+	static const char input[] = "VRFY jones\r\nVRFY Nobody\r\nNOOP\r\n";
+	size_t used;
+
+	start_session(NULL);
+	chain_late_then_table();
+
+	used = session_feed(sess, input, sizeof(input) - 1);
+	ck_assert_uint_eq(used, 12);	/* only the first command */
+	ck_assert(session_blocked(sess));
+	ck_assert_str_eq(cap.buf, "");
+
+	late_answer(DIR_NOTFOUND);	/* the table has jones */
+	ck_assert(!session_blocked(sess));
+	ck_assert_int_eq(resumes, 1);
+	ck_assert_str_eq(cap.buf, "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	cap.len = 0;
+
+	used += session_feed(sess, input + used, sizeof(input) - 1 - used);
+	ck_assert_uint_eq(used, 25);
+	late_answer(DIR_TEMPFAIL);	/* the table does not know Nobody */
+	ck_assert_int_eq(resumes, 2);
+	exchange(input + used, "252 2.4.3 Cannot verify <Nobody> now; send some mail, I'll try my best\r\n"
+			       "250 2.0.0 Ok\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_late_expansion)
+{
+	static const char input[] = "EXPN loop-a\r\n";
+
+	start_session(NULL);
+	chain_late_then_table();
+	ck_assert_uint_eq(session_feed(sess, input, sizeof(input) - 1), sizeof(input) - 1);
+	/* loop-a, loop-b, loop-a again (a member, seen as a visited list),
+	 * qsmith, jones: each asks the late backend first */
+	for (int i = 0; i < 10 && late.done != NULL; i++)
+		late_answer(DIR_NOTFOUND);
+	ck_assert_int_eq(late.asked, 5);
+	ck_assert_str_eq(cap.buf, "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+				  "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_late_member_tempfail)
+{
+	start_session(NULL);
+	chain_late_then_table();
+	session_feed(sess, "EXPN loop-a\r\n", 13);
+	late_answer(DIR_NOTFOUND);
+	late_answer(DIR_TEMPFAIL);	/* loop-b: the table knows it, but... */
+	ck_assert_str_eq(cap.buf, "");	/* a later definite answer wins */
+	late_answer(DIR_TEMPFAIL);	/* loop-a as a member of loop-b */
+	late_answer(DIR_TEMPFAIL);	/* qsmith */
+	late_answer(DIR_NOTFOUND);	/* jones */
+	ck_assert_ptr_null(late.done);
+	ck_assert_str_eq(cap.buf, "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+				  "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_free_while_waiting)
+{
+	start_session(NULL);
+	chain_late_then_table();
+	session_feed(sess, "VRFY jones\r\n", 12);
+	ck_assert(session_blocked(sess));
+	session_free(&sess);
+	/* the answer arrives after the client left: nothing is sent */
+	late_answer(DIR_NOTFOUND);
+	ck_assert_str_eq(cap.buf, "");
+	fixture_free(&cfg, &table_path);
+}
+END_TEST
+
+START_TEST(test_timeout_while_waiting)
+{
+	start_session(NULL);
+	chain_late_then_table();
+	session_feed(sess, "VRFY jones\r\n", 12);
+	session_timeout(sess);
+	ck_assert(!session_blocked(sess));
+	late_answer(DIR_NOTFOUND);
+	ck_assert_str_eq(cap.buf, "421 4.4.2 mail.example.test Error: timeout exceeded\r\n");
+	end_session();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("session");
+	TCase *tc = tcase_create("dialogue");
+
+	tcase_add_loop_test(tc, test_rows, 0, sizeof(rows) / sizeof(rows[0]));
+	tcase_add_test(tc, test_ehlo_advertises);
+	tcase_add_test(tc, test_disabled_not_advertised);
+	tcase_add_test(tc, test_vrfy_252_reveals_nothing);
+	tcase_add_test(tc, test_quit_closes);
+	tcase_add_test(tc, test_timeout_and_shutdown);
+	tcase_add_test(tc, test_partial_line_waits);
+	tcase_add_test(tc, test_line_too_long_resyncs);
+	tcase_add_test(tc, test_line_too_long_in_pieces);
+	tcase_add_test(tc, test_line_limit_exact);
+	tcase_add_test(tc, test_nul_byte_in_line);
+	tcase_add_test(tc, test_pipelined_group_in_order);
+	tcase_add_test(tc, test_late_answers_keep_order);
+	tcase_add_test(tc, test_late_expansion);
+	tcase_add_test(tc, test_late_member_tempfail);
+	tcase_add_test(tc, test_free_while_waiting);
+	tcase_add_test(tc, test_timeout_while_waiting);
+	suite_add_tcase(s, tc);
+	return testutil_run(s);
+}
