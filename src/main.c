@@ -33,7 +33,7 @@ struct options {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: porterd [-tvV] [-c file]\n"
+		"usage: porterd [-htvV] [-c file]\n"
 		"  -c file  configuration file (default %s)\n"
 		"  -t       check the configuration and the directory, then exit\n"
 		"  -v       log debug events too\n"
