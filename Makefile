@@ -19,7 +19,7 @@ DEPS      = sh .ci/deps
 
 WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wno-format-nonliteral
-BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) -g
+BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) -g -pthread
 ifeq ($(SANITIZE),1)
 OPTFLAGS  = -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 else
@@ -33,7 +33,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 ALL_CFLAGS = $(BASEFLAGS) $(OPTFLAGS) $(EVENT_CFLAGS) $(CFLAGS)
-ALL_LDFLAGS = $(OPTFLAGS) $(LDFLAGS)
+ALL_LDFLAGS = $(OPTFLAGS) -pthread $(LDFLAGS)
 
 LIB_SRCS  = $(filter-out src/main.c,$(wildcard src/*.c src/backends/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -113,7 +113,9 @@ install: all $(BUILD)/installed/porterd
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/porterd/$$f ]; then \
 			echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/porterd/$$f"; \
 		else \
-			install -m 644 conf/$$f $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
+			sed 's|^maildir .*|maildir     /var/mail/%d/%u|' conf/$$f \
+				> $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
+			chmod 644 $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
 		fi; \
 	done
 

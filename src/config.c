@@ -29,6 +29,7 @@
 
 #include "porterd/command.h"
 #include "porterd/directory.h"
+#include "porterd/policy.h"
 #include "porterd/strutil.h"
 
 /* RFC 1035 2.3.4: a label is at most 63 octets. */
@@ -51,6 +52,9 @@ enum config_type {
 	CONFIG_LIST,		/* one word a line, repeatable: char **, count */
 	CONFIG_DIRECTORY,	/* TYPE ARGS..., repeatable: config_directory *, count */
 	CONFIG_ENUM,		/* one word of a fixed set: an enum */
+	CONFIG_NUMBER,		/* a count or size, suffix k/m/g: uint64_t */
+	CONFIG_PATH,		/* one word, relative to the file's directory: char * */
+	CONFIG_NETS,		/* one or more ADDR[/PREFIX], or none: net *, count */
 };
 
 struct config_enum_value {
@@ -84,11 +88,13 @@ struct config_key {
 	config_check_fn *check;		/* validates each value, or NULL */
 	bool lower;			/* values (or the TYPE) stored lowercase */
 	const struct config_enum_value *values;	/* CONFIG_ENUM, NULL-ended */
+	uint64_t lo, hi;		/* CONFIG_NUMBER bounds */
 };
 
 #define DEFAULTS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
-static config_check_fn check_listen, check_domain, check_printable;
+static config_check_fn check_listen, check_domain, check_printable,
+	check_maildir, check_public;
 static config_default_fn default_hostname, default_domains;
 
 static const struct config_enum_value vrfy_values[] = {
@@ -135,6 +141,29 @@ static const struct config_key config_keys[] = {
 	  .defaults = DEFAULTS("off"),
 	  .field = offsetof(struct config, expn),
 	  .values = expn_values },
+	{ .name = "trusted", .type = CONFIG_NETS,
+	  .defaults = DEFAULTS("127.0.0.0/8 ::1"),
+	  .max = CONFIG_TRUSTED_MAX, .unit = "networks",
+	  .field = offsetof(struct config, trusted),
+	  .count_field = offsetof(struct config, ntrusted) },
+	{ .name = "public", .type = CONFIG_WORDS,
+	  .defaults = DEFAULTS("postmaster hostmaster abuse"),
+	  .max = CONFIG_PUBLIC_MAX, .unit = "addresses",
+	  .field = offsetof(struct config, public_addrs),
+	  .count_field = offsetof(struct config, npublic),
+	  .check = check_public, .lower = true },
+	{ .name = "maildir", .type = CONFIG_PATH,
+	  .defaults = DEFAULTS("/var/mail/%d/%u"),
+	  .field = offsetof(struct config, maildir),
+	  .check = check_maildir },
+	{ .name = "max_message_size", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("10m"),
+	  .field = offsetof(struct config, max_message_size),
+	  .lo = 1024, .hi = (uint64_t)1 << 40 },
+	{ .name = "max_recipients", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("100"),
+	  .field = offsetof(struct config, max_recipients),
+	  .lo = 1, .hi = 100000 },
 };
 
 #define CONFIG_KEYS_N (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -328,6 +357,66 @@ static bool check_printable(struct parse *p, const struct config_key *k,
 		}
 	}
 	return true;
+}
+
+/* A Maildir template: %u is required (one Maildir per mailbox), and %u,
+ * %d and %% are the only escapes. */
+static bool check_maildir(struct parse *p, const struct config_key *k,
+			  const char *value)
+{
+	bool has_user = false;
+
+	for (const char *s = value; *s != '\0'; s++) {
+		if (*s != '%')
+			continue;
+		s++;
+		if (*s == 'u') {
+			has_user = true;
+		} else if (*s != 'd' && *s != '%') {
+			parse_fail(p, "%s: unknown escape '%%%c' (known: %%u, %%d, %%%%)",
+				   k->name, *s != '\0' ? *s : ' ');
+			return false;
+		}
+		if (*s == '\0')
+			break;
+	}
+	if (!has_user)
+		parse_fail(p, "%s: the template has no %%u", k->name);
+	return has_user;
+}
+
+/* RFC 5321 atext: what a dot-string local part is made of, besides dots. */
+static bool is_atext(char c)
+{
+	return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* A dot-string (RFC 5321 4.1.2) of len octets: the only local parts a
+ * public entry can name, since the address parser unquotes quoted ones
+ * that are dot-strings, and others cannot be written without a blank. */
+static bool local_is_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > ADDRESS_LOCAL_MAX || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(is_atext(s[i]) || (s[i] == '.' && s[i + 1] != '.')))
+			return false;
+	return true;
+}
+
+/* "local" or "local@domain". */
+static bool check_public(struct parse *p, const struct config_key *k,
+			 const char *value)
+{
+	const char *at = strchr(value, '@');
+	size_t local = at != NULL ? (size_t)(at - value) : strlen(value);
+	struct quoted q;
+
+	if (local_is_valid(value, local) && (at == NULL || domain_is_valid(at + 1)))
+		return true;
+	parse_fail(p, "%s: '%s' is not a local part or address "
+		   "(LOCAL or LOCAL@DOMAIN)", k->name, quote(&q, value));
+	return false;
 }
 
 /* Where the port of "ADDR:PORT" or "[ADDR]:PORT" starts, or NULL when
@@ -580,6 +669,95 @@ static int apply_enum(struct parse *p, const struct config_key *k, char *value)
 			  quote(&q, value));
 }
 
+/* Digits with an optional k, m or g (powers of 1024), within k's bounds. */
+static int apply_number(struct parse *p, const struct config_key *k, char *value)
+{
+	uint64_t *slot = config_field(p->cfg, k->field);
+	uint64_t n = 0, unit = 1;
+	size_t len = strlen(value), digits = len;
+	struct quoted q;
+
+	if (one_word(p, k, value) < 0)
+		return -1;
+	switch (len > 0 ? str_lower_char(value[len - 1]) : 0) {
+	case 'k': unit = (uint64_t)1 << 10; digits--; break;
+	case 'm': unit = (uint64_t)1 << 20; digits--; break;
+	case 'g': unit = (uint64_t)1 << 30; digits--; break;
+	default: break;
+	}
+	for (size_t i = 0; i < digits; i++) {
+		if (value[i] < '0' || value[i] > '9' || n > (UINT64_MAX - 9) / 10)
+			return parse_fail(p, "%s: '%s' is not a number", k->name,
+					  quote(&q, value));
+		n = n * 10 + (uint64_t)(value[i] - '0');
+	}
+	if (digits == 0 || n > k->hi / unit || n * unit < k->lo)
+		return parse_fail(p, "%s: '%s' is not a number from %llu to %llu",
+				  k->name, quote(&q, value), (unsigned long long)k->lo,
+				  (unsigned long long)k->hi);
+	*slot = n * unit;
+	return 0;
+}
+
+/* One word; a relative path is taken from the config file's directory. */
+static int apply_path(struct parse *p, const struct config_key *k, char *value)
+{
+	char **slot = config_field(p->cfg, k->field);
+	const char *base = p->cfg->base_dir;
+	size_t size;
+
+	if (one_word(p, k, value) < 0 || !key_check(p, k, value))
+		return -1;
+	if (value[0] == '/')
+		return store_string(p, k, value);
+	size = strlen(base) + 1 + strlen(value) + 1;
+	*slot = malloc(size);
+	if (*slot == NULL)
+		return parse_fail(p, "out of memory");
+	snprintf(*slot, size, "%s%s%s", base,
+		 base[strlen(base) - 1] == '/' ? "" : "/", value);
+	return 0;
+}
+
+/* "none" alone is an empty list: no client is trusted. */
+static bool nets_none(const char *value)
+{
+	return str_eq_nocase(value, strlen(value), "none", strlen("none"));
+}
+
+/* Words of ADDR or ADDR/PREFIX (policy.h net_parse()), or "none". */
+static int apply_nets(struct parse *p, const struct config_key *k, char *value)
+{
+	struct net **slot = config_field(p->cfg, k->field);
+	size_t *count = config_field(p->cfg, k->count_field);
+	size_t n = count_words(value);
+	char *cursor = value, *word;
+	struct quoted q;
+	struct net *v;
+
+	if (n > k->max)
+		return parse_fail(p, "%s: more than %zu %s", k->name, k->max, k->unit);
+	if (*slot != NULL)
+		config_abort("network list set twice");
+	if (nets_none(value))
+		return 0;
+	v = calloc(n, sizeof(*v));
+	if (v == NULL)
+		return parse_fail(p, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		word = next_word(&cursor);
+		if (!net_parse(word, &v[i])) {
+			free(v);
+			return parse_fail(p, "%s: '%s' is not a network "
+					  "(ADDR or ADDR/PREFIX)", k->name,
+					  quote(&q, word));
+		}
+	}
+	*slot = v;
+	*count = n;
+	return 0;
+}
+
 static void release_string(struct config *cfg, const struct config_key *k)
 {
 	char **slot = config_field(cfg, k->field);
@@ -612,6 +790,16 @@ static void release_directories(struct config *cfg, const struct config_key *k)
 	*count = 0;
 }
 
+static void release_nets(struct config *cfg, const struct config_key *k)
+{
+	struct net **slot = config_field(cfg, k->field);
+	size_t *count = config_field(cfg, k->count_field);
+
+	free(*slot);
+	*slot = NULL;
+	*count = 0;
+}
+
 static void release_nothing(struct config *cfg, const struct config_key *k)
 {
 	(void)cfg;
@@ -625,6 +813,9 @@ static const struct config_type_ops config_types[] = {
 	[CONFIG_LIST] = { apply_list, release_strings, true },
 	[CONFIG_DIRECTORY] = { apply_directory, release_directories, true },
 	[CONFIG_ENUM] = { apply_enum, release_nothing, false },
+	[CONFIG_NUMBER] = { apply_number, release_nothing, false },
+	[CONFIG_PATH] = { apply_path, release_string, false },
+	[CONFIG_NETS] = { apply_nets, release_nets, false },
 };
 
 /* ---- defaults -------------------------------------------------------- */

@@ -28,6 +28,7 @@ struct conn {
 	struct bufferevent *bev;
 	struct session *session;
 	const char *close_reason;
+	bool eof;		/* the client closed its side: answer, then close */
 };
 
 static void conn_sink_write(void *arg, const char *buf, size_t len)
@@ -123,7 +124,7 @@ static bool conn_settle(struct conn *c)
 		conn_free(&c);
 		return false;
 	}
-	if (session_closing(c->session)) {
+	if (session_closing(c->session) || (c->eof && !session_blocked(c->session))) {
 		bufferevent_disable(c->bev, EV_READ);
 		if (output_pending(c) == 0) {
 			conn_free(&c);
@@ -152,7 +153,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	(void)bev;
-	if (session_closing(c->session)) {
+	if (session_closing(c->session) || (c->eof && !session_blocked(c->session))) {
 		if (output_pending(c) == 0)
 			conn_free(&c);
 		return;
@@ -173,12 +174,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		conn_settle(c);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
-		c->close_reason = "write_timeout";	/* it stopped reading */
-	else if (what & BEV_EVENT_EOF)
-		c->close_reason = "eof";
-	else
-		c->close_reason = "error";
+	if (what & BEV_EVENT_EOF) {
+		/* A half-close: what the client sent before it is still
+		 * answered (a message in delivery gets its 250), then close. */
+		c->eof = true;
+		conn_feed_input(c);
+		conn_settle(c);
+		return;
+	}
+	c->close_reason = what & BEV_EVENT_TIMEOUT ? "write_timeout" : "error";
 	conn_free(&c);
 }
 
@@ -192,8 +196,8 @@ static void conn_resume(void *arg)
 }
 
 struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, evutil_socket_t fd,
-		      const char *client_addr)
+		      struct config *cfg, struct delivery *delivery,
+		      evutil_socket_t fd, const char *client_addr)
 {
 	struct timeval timeout = { CONN_COMMAND_TIMEOUT_SECS, 0 };
 	struct conn *c = calloc(1, sizeof(*c));
@@ -210,7 +214,7 @@ struct conn *conn_new(struct server *srv, struct conn_list *list,
 		.resume = conn_resume,
 		.arg = c,
 	};
-	c->session = c->bev != NULL ? session_new(cfg, client_addr, &io) : NULL;
+	c->session = c->bev != NULL ? session_new(cfg, delivery, client_addr, &io) : NULL;
 	list_insert(list, c);
 	if (c->session == NULL) {
 		if (c->bev == NULL)

@@ -25,7 +25,7 @@ static const struct reply_def catalogue[REPLY__COUNT] = {
 	[REPLY_OK] = { 250, "2.0.0", "Ok" },
 	[REPLY_BYE] = { 221, "2.0.0", "Bye" },
 	[REPLY_HELP_TOPICS] = { 214, "2.0.0",
-		"Commands: HELO EHLO VRFY EXPN NOOP RSET HELP QUIT" },
+		"Commands: HELO EHLO MAIL RCPT DATA VRFY EXPN NOOP RSET HELP QUIT" },
 	[REPLY_HELP_END] = { 214, "2.0.0", "End of HELP info; see porterd(8)" },
 	[REPLY_VRFY_NAMED] = { 250, "2.1.5", "%s <%s>" },
 	[REPLY_VRFY_MAILBOX] = { 250, "2.1.5", "<%s>" },
@@ -45,19 +45,38 @@ static const struct reply_def catalogue[REPLY__COUNT] = {
 	[REPLY_EXPN_MOVED] = { 550, "5.1.6", "User not local; please try <%s>" },
 	[REPLY_EXPN_AMBIGUOUS] = { 550, "5.1.4", "User ambiguous" },
 	[REPLY_EXPN_TOO_LARGE] = { 550, "5.3.4", "<%s>: list too large to expand" },
-	[REPLY_EXPN_DENIED] = { 550, "5.7.1", "Access denied to you" },
 	[REPLY_ARG_8BIT] = { 553, "5.6.7",
 		"Non-ASCII argument requires the SMTPUTF8 parameter" },
 	[REPLY_DISABLED] = { 502, "5.5.1", "%s command is disabled" },
-	[REPLY_NOT_IMPLEMENTED] = { 502, "5.5.1", "%s command not implemented" },
 	[REPLY_UNKNOWN_COMMAND] = { 500, "5.5.2", "Error: command not recognized" },
 	[REPLY_LINE_TOO_LONG] = { 500, "5.5.2", "Line too long" },
 	[REPLY_BAD_CHARACTERS] = { 500, "5.5.2",
 		"Error: control characters in command" },
 	[REPLY_SYNTAX] = { 501, "5.5.4", "Syntax: %s" },
 	[REPLY_BAD_SEQUENCE] = { 503, "5.5.1", "Error: %s" },
+	[REPLY_MAIL_OK] = { 250, "2.1.0", "Ok" },
+	[REPLY_RCPT_OK] = { 250, "2.1.5", "Ok" },
+	[REPLY_DATA_GO] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
+	[REPLY_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
+	[REPLY_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
+	[REPLY_BAD_RECIPIENT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[REPLY_SENDER_TOO_LONG] = { 553, "5.1.7", "Sender address too long" },
+	[REPLY_RECIPIENT_TOO_LONG] = { 553, "5.1.3", "Recipient address too long" },
+	[REPLY_UNKNOWN_PARAM] = { 555, "5.5.4", "Unsupported parameter" },
+	[REPLY_BAD_PARAM] = { 501, "5.5.4", "Bad parameter value" },
+	[REPLY_SIZE_EXCEEDED] = { 552, "5.3.4", "Message size exceeds fixed limit" },
+	[REPLY_RELAY_DENIED] = { 554, "5.7.1", "<%s>: Relay access denied" },
+	[REPLY_RCPT_TEMPFAIL] = { 451, "4.3.0", "<%s>: Temporary lookup failure" },
+	[REPLY_TOO_MANY_RCPTS] = { 452, "4.5.3", "Error: too many recipients" },
+	[REPLY_RCPT_NO_LOCAL] = { 550, "5.1.1", "<%s>: list has no local members here" },
+	[REPLY_NO_VALID_RCPTS] = { 554, "5.5.1", "Error: no valid recipients" },
+	[REPLY_DATA_BARE_NEWLINE] = { 554, "5.6.0",
+		"Message contains a bare CR or LF; lines must end in CRLF" },
+	[REPLY_DATA_LONG_LINE] = { 554, "5.6.0",
+		"Message contains a line longer than 1000 octets" },
+	[REPLY_DELIVERY_TEMPFAIL] = { 451, "4.3.0", "Error: cannot deliver now; try again later" },
+	[REPLY_DELIVERY_NOSPACE] = { 452, "4.3.1", "Insufficient system storage" },
 	[REPLY_TIMEOUT] = { 421, "4.4.2", "%s Error: timeout exceeded" },
-	[REPLY_TOO_MANY_ERRORS] = { 421, "4.7.0", "%s Error: too many errors" },
 	[REPLY_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down" },
 	[REPLY_OUT_OF_RESOURCES] = { 421, "4.3.0", "%s Error: out of resources" },
 };
@@ -84,7 +103,7 @@ static char *frame_start(char *line, int code, const char *enh, bool more)
 	char *p = line;
 
 	/* Codes come from the catalogue or the session: always 3 digits. */
-	if (code < 200 || code > 599)
+	if (code < 200 || code > 599 || (code / 100 == 3 && enh != NULL))
 		abort();
 	*p++ = (char)('0' + code / 100);
 	*p++ = (char)('0' + code / 10 % 10);

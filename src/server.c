@@ -17,10 +17,13 @@
 
 #include "porterd/config.h"
 #include "porterd/conn.h"
+#include "porterd/delivery.h"
 #include "porterd/log.h"
 
 /* How long accepting pauses after an accept error such as EMFILE. */
 #define ACCEPT_PAUSE_MSECS 100
+/* Threads that write and fsync Maildir copies. */
+#define DELIVERY_WORKERS 4
 /* How long a stop waits for sessions to flush their 421. */
 #define SHUTDOWN_GRACE_SECS 5
 
@@ -32,6 +35,7 @@ struct server {
 	struct event *accept_pause;
 	struct event *grace;
 	struct conn_list conns;
+	struct delivery *delivery;
 	bool stopping;
 };
 
@@ -61,7 +65,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)salen;
 	format_peer(sa, peer, sizeof(peer));
-	conn_new(srv, &srv->conns, srv->cfg, fd, peer);
+	conn_new(srv, &srv->conns, srv->cfg, srv->delivery, fd, peer);
 }
 
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -127,6 +131,12 @@ int server_new(struct event_base *base, struct config *cfg,
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
 	srv->accept_pause = evtimer_new(base, accept_resume_cb, srv);
+	srv->delivery = delivery_new(base, cfg->maildir, DELIVERY_WORKERS);
+	if (srv->accept_pause == NULL || srv->delivery == NULL) {
+		snprintf(err, errsize, "cannot start: out of memory or threads");
+		server_free(&srv);
+		return -1;
+	}
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		if (listen_one(srv, cfg->listen[i], err, errsize) < 0) {
 			server_free(&srv);
@@ -185,6 +195,8 @@ void server_free(struct server **srvp)
 	srv->stopping = false;	/* no loop exit requests from here on */
 	conn_list_free(&srv->conns);
 	close_listeners(srv);
+	/* After the sessions: it finishes every message already handed over. */
+	delivery_free(&srv->delivery);
 	if (srv->accept_pause != NULL)
 		event_free(srv->accept_pause);
 	if (srv->grace != NULL)

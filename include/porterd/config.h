@@ -11,8 +11,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct directory;
+struct net;		/* policy.h */
 
 enum vrfy_mode { VRFY_ON, VRFY_252, VRFY_OFF };
 enum expn_mode { EXPN_ON, EXPN_OFF };
@@ -27,6 +29,8 @@ struct config_directory {
 #define CONFIG_LISTEN_MAX 16
 #define CONFIG_DOMAINS_MAX 256
 #define CONFIG_DIRECTORIES_MAX 16
+#define CONFIG_TRUSTED_MAX 256
+#define CONFIG_PUBLIC_MAX 256
 #define CONFIG_LINE_MAX 4096
 
 struct config {
@@ -44,6 +48,16 @@ struct config {
 	size_t ndirectories;
 	enum vrfy_mode vrfy;
 	enum expn_mode expn;
+	struct net *trusted;	/* get VRFY and EXPN on; may be empty */
+	size_t ntrusted;
+	char **public_addrs;	/* lowercase "local" or "local@domain",
+				   verified truthfully under vrfy 252 */
+	size_t npublic;
+
+	char *maildir;		/* template, "%u" local part, "%d" domain;
+				   made absolute against base_dir */
+	uint64_t max_message_size;	/* octets, as advertised by SIZE */
+	uint64_t max_recipients;	/* per transaction */
 
 	struct directory *dir;	/* opened by config_load(), else NULL */
 };

@@ -15,6 +15,7 @@
 struct server;
 struct conn;
 struct config;
+struct delivery;
 
 /* Input bytes examined per session_feed() call (>= COMMAND_LINE_MAX). */
 #define CONN_FEED_WINDOW 16384
@@ -33,11 +34,12 @@ struct conn_list {
 
 /*
  * Take over an accepted, non-blocking socket: greet and serve it with a
- * session on cfg. Returns NULL (and closes fd) when out of memory.
+ * session on cfg that delivers through delivery. Returns NULL (and
+ * closes fd) when out of memory.
  */
 struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, evutil_socket_t fd,
-		      const char *client_addr);
+		      struct config *cfg, struct delivery *delivery,
+		      evutil_socket_t fd, const char *client_addr);
 
 /* The server is stopping: every session answers 421, flushes, closes. */
 void conn_list_shutdown(struct conn_list *list);

@@ -46,17 +46,34 @@ enum reply_id {
 	REPLY_EXPN_MOVED,	/* 550 5.1.6 (EXPN may not answer 551) */
 	REPLY_EXPN_AMBIGUOUS,	/* 550 5.1.4 (EXPN may not answer 553) */
 	REPLY_EXPN_TOO_LARGE,	/* 550 5.3.4 list too large to expand */
-	REPLY_EXPN_DENIED,	/* 550 5.7.1 Access denied to you */
 	REPLY_ARG_8BIT,		/* 553 5.6.7 non-ASCII argument without SMTPUTF8 */
 	REPLY_DISABLED,		/* 502 5.5.1 <VERB> command is disabled */
-	REPLY_NOT_IMPLEMENTED,	/* 502 5.5.1 <VERB> command not implemented */
 	REPLY_UNKNOWN_COMMAND,	/* 500 5.5.2 Error: command not recognized */
 	REPLY_LINE_TOO_LONG,	/* 500 5.5.2 Line too long */
 	REPLY_BAD_CHARACTERS,	/* 500 5.5.2 control characters */
 	REPLY_SYNTAX,		/* 501 5.5.4 Syntax: <usage> */
 	REPLY_BAD_SEQUENCE,	/* 503 5.5.1 Error: <what> */
+	REPLY_MAIL_OK,		/* 250 2.1.0 Ok */
+	REPLY_RCPT_OK,		/* 250 2.1.5 Ok */
+	REPLY_DATA_GO,		/* 354 End data with <CR><LF>.<CR><LF> */
+	REPLY_QUEUED,		/* 250 2.0.0 Ok: queued as <id> */
+	REPLY_BAD_SENDER,	/* 501 5.1.7 */
+	REPLY_BAD_RECIPIENT,	/* 501 5.1.3 */
+	REPLY_SENDER_TOO_LONG,	/* 553 5.1.7 */
+	REPLY_RECIPIENT_TOO_LONG, /* 553 5.1.3 */
+	REPLY_UNKNOWN_PARAM,	/* 555 5.5.4 */
+	REPLY_BAD_PARAM,	/* 501 5.5.4 */
+	REPLY_SIZE_EXCEEDED,	/* 552 5.3.4 */
+	REPLY_RELAY_DENIED,	/* 554 5.7.1 <addr>: Relay access denied */
+	REPLY_RCPT_TEMPFAIL,	/* 451 4.3.0 directory unreachable */
+	REPLY_TOO_MANY_RCPTS,	/* 452 4.5.3 */
+	REPLY_RCPT_NO_LOCAL,	/* 550 5.1.1 a list with no local member */
+	REPLY_NO_VALID_RCPTS,	/* 554 5.5.1 DATA without a recipient */
+	REPLY_DATA_BARE_NEWLINE, /* 554 5.6.0 */
+	REPLY_DATA_LONG_LINE,	/* 554 5.6.0 */
+	REPLY_DELIVERY_TEMPFAIL, /* 451 4.3.0 */
+	REPLY_DELIVERY_NOSPACE,	/* 452 4.3.1 */
 	REPLY_TIMEOUT,		/* 421 4.4.2 <host> Error: timeout exceeded */
-	REPLY_TOO_MANY_ERRORS,	/* 421 4.7.0 <host> Error: too many errors */
 	REPLY_SHUTDOWN,		/* 421 4.3.2 <host> Service shutting down */
 	REPLY_OUT_OF_RESOURCES,	/* 421 4.3.0 <host> Error: out of resources */
 	REPLY__COUNT

@@ -7,9 +7,9 @@
  * after an over-long line are testable without a network.
  *
  * Pipelining (RFC 2920): input is consumed strictly in order. While a
- * directory lookup is outstanding session_feed() consumes nothing more, so
- * replies can never be reordered; when the lookup completes later the
- * session calls io->resume and the host feeds the rest.
+ * directory lookup or a delivery is outstanding session_feed() consumes
+ * nothing more, so replies can never be reordered; when it completes
+ * later the session calls io->resume and the host feeds the rest.
  */
 #ifndef PORTERD_SESSION_H
 #define PORTERD_SESSION_H
@@ -20,6 +20,7 @@
 #include "porterd/reply.h"
 
 struct config;
+struct delivery;
 struct session;
 
 struct session_io {
@@ -30,8 +31,12 @@ struct session_io {
 	void *arg;
 };
 
-/* client_addr is the printable peer address, e.g. "127.0.0.1". */
-struct session *session_new(struct config *cfg, const char *client_addr,
+/*
+ * client_addr is the printable peer address, e.g. "127.0.0.1". Accepted
+ * messages go to delivery, which may answer now or later.
+ */
+struct session *session_new(struct config *cfg, struct delivery *delivery,
+			    const char *client_addr,
 			    const struct session_io *io);
 void session_free(struct session **s);
 
@@ -50,7 +55,7 @@ void session_start(struct session *s);
  */
 size_t session_feed(struct session *s, const char *buf, size_t len);
 
-/* Waiting for a directory answer: do not read more input. */
+/* Waiting for a directory answer or a delivery: do not read more input. */
 bool session_blocked(const struct session *s);
 
 /* The session is over: flush what was sent, then close. */

@@ -36,6 +36,8 @@ class TestTimeLimit(Exception):
     """A test ran past TEST_TIME_LIMIT."""
 
 
+
+
 def check_eq(got, want, what):
     if got != want:
         raise Failure(f"{what}: got {got!r}, want {want!r}")
@@ -112,8 +114,9 @@ class Daemon:
         self.killed = False
         self.signaled = False   # a stop signal was sent already
 
-    def start(self, nofile=None):
-        """Start it; nofile limits its open descriptors (RLIMIT_NOFILE)."""
+    def start(self, nofile=None, env=None):
+        """Start it; nofile limits its open descriptors (RLIMIT_NOFILE),
+        env adds variables to its environment."""
         def limit():
             if nofile is not None:
                 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -123,7 +126,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [self.binary, "-c", self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=daemon_env(), close_fds=True,
+                env=dict(daemon_env(), **(env or {})), close_fds=True,
                 preexec_fn=limit if nofile is not None else None)
 
     @property
@@ -316,6 +319,105 @@ def count_replies(data):
     """How many replies (final lines) a byte string holds."""
     return sum(1 for line in data.split(b"\r\n")
                if len(line) >= 4 and line[3:4] == b" ")
+
+
+# --- Maildirs -----------------------------------------------------------------
+
+# What porterd writes before the body: RFC 5321 4.4 trace fields.
+DELIVERED_HEAD = re.compile(
+    rb"Return-Path: <([^<>\r\n]*)>\r\n"
+    rb"Received: from ([^ \r\n]+) \(\[([^\]\r\n]+)\]\)\r\n"
+    rb"\tby ([^ \r\n]+) \(porterd\) with (ESMTP|SMTP|UTF8SMTP) id ([0-9A-F]{17})"
+    rb"(?:\r\n\tfor <([^<>\r\n]+)>)?;\r\n"
+    rb"\t([^\r\n]+)\r\n")
+RECEIVED_DATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} [+-]\d{4}")
+QUEUED = re.compile(rb"250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n")
+
+
+class Delivered:
+    """One file in a new/ directory, taken apart."""
+
+    def __init__(self, mailbox, path, data):
+        self.mailbox = mailbox      # "local@domain", from the directory names
+        self.path = path
+        self.data = data
+        m = DELIVERED_HEAD.match(data)
+        self.ok = m is not None
+        if m is None:
+            self.qid = None
+            return
+        (sender, helo, addr, host, proto, qid, rcpt, date) = m.groups()
+        self.sender = sender.decode("utf-8", "backslashreplace")
+        self.helo = helo.decode("ascii", "backslashreplace")
+        self.addr = addr.decode("ascii", "backslashreplace")
+        self.host = host.decode("ascii", "backslashreplace")
+        self.proto = proto.decode()
+        self.qid = qid.decode()
+        self.for_rcpt = rcpt.decode("utf-8", "backslashreplace") if rcpt else None
+        self.date = date.decode("ascii", "backslashreplace")
+        self.body = data[m.end():]
+
+
+class MailStore:
+    """The Maildirs of one daemon: ROOT/<domain>/<local>/{tmp,new,cur},
+    as its `maildir ROOT/%d/%u` makes them. Files in new/ never change
+    once there, so each is read once."""
+
+    def __init__(self, root):
+        self.root = root
+        self._cache = {}    # path: Delivered
+
+    def mailboxes(self):
+        """{"local@domain": directory} of every Maildir made so far."""
+        found = {}
+        try:
+            domains = os.listdir(self.root)
+        except FileNotFoundError:
+            return found
+        for domain in domains:
+            ddir = os.path.join(self.root, domain)
+            if not os.path.isdir(ddir):
+                continue
+            for local in os.listdir(ddir):
+                found[f"{local}@{domain}"] = os.path.join(ddir, local)
+        return found
+
+    def files(self, sub):
+        """[(mailbox, path)] of the files in every Maildir's sub/."""
+        out = []
+        for mailbox, mdir in sorted(self.mailboxes().items()):
+            try:
+                names = os.listdir(os.path.join(mdir, sub))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            out += [(mailbox, os.path.join(mdir, sub, n)) for n in sorted(names)]
+        return out
+
+    def snapshot(self):
+        """The paths in every new/ now."""
+        return {path for _, path in self.files("new")}
+
+    def delivered(self):
+        """Every file in new/, as Delivered."""
+        out = []
+        for mailbox, path in self.files("new"):
+            d = self._cache.get(path)
+            if d is None:
+                with open(path, "rb") as f:
+                    d = Delivered(mailbox, path, f.read())
+                self._cache[path] = d
+            out.append(d)
+        return out
+
+    def by_qid(self):
+        """{queue id: [Delivered]}; unparseable files under None."""
+        index = {}
+        for d in self.delivered():
+            index.setdefault(d.qid, []).append(d)
+        return index
 
 
 # --- the registry -----------------------------------------------------------

@@ -6,9 +6,13 @@ porterd integration tests: the real daemon on loopback sockets.
 
 It writes a config and a directory table into a temporary directory,
 starts porterd on a free port of 127.0.0.1 (and [::1] when IPv6 loopback
-works), talks SMTP to it byte by byte, with Python's smtplib and with
-curl, then stops it with SIGTERM. One line per test (`ok NAME`,
-`FAIL NAME: reason`, `skip NAME: reason`), then
+works), talks SMTP to it byte by byte, with Python's smtplib, with curl
+and with swaks (tests skipped when those are missing), then stops it with
+SIGTERM. Each daemon delivers into NAME-mail/<domain>/<local> of the
+temporary directory; every message a daemon acknowledges is recorded and
+checked on disk at once and again at the end (mail_ledger: one complete
+copy per recipient, nothing unacknowledged, tmp/ empty). One line per
+test (`ok NAME`, `FAIL NAME: reason`, `skip NAME: reason`), then
 `integration: N passed, M failed`; the exit status is 1 if any failed.
 
 Python 3 standard library only. Every socket read has a deadline and
@@ -20,6 +24,8 @@ import sys
 sys.dont_write_bytecode = True  # keep tests/integration free of __pycache__
 
 import argparse
+import email.message
+import email.utils
 import os
 import re
 import resource
@@ -34,9 +40,9 @@ import tempfile
 import threading
 import time
 
-from harness import (SANITIZER_MARKERS, Client, Daemon, Failure, Runner,
-                     check, check_eq, count_replies, free_port,
-                     ipv6_loopback_problem, listen_specs)
+from harness import (QUEUED, RECEIVED_DATE, SANITIZER_MARKERS, Client, Daemon,
+                     Failure, MailStore, Runner, check, check_eq, count_replies,
+                     free_port, ipv6_loopback_problem, listen_specs)
 
 HOSTNAME = "mail.example.test"
 
@@ -68,12 +74,16 @@ nameless               user
 loop-a                 list     loop-b, jones
 loop-b                 list     loop-a, qsmith
 ghosts                 list     nobody, alice
+l\u00e4ste                  list     jones, far@elsewhere.example
 """
 TABLE_ENTRIES = sum(1 for line in TABLE.splitlines()
                     if line and not line[0].isspace() and not line.startswith("#"))
 
 
-def config_text(port, with_ipv6, table="directory.table"):
+def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
+                extra=()):
+    """A config; extra is more directive lines (none given above: a
+    directive given twice is an error)."""
     lines = [f"# porterd integration test config, port {port}"]
     lines += [f"listen      {spec}" for spec in listen_specs(port, with_ipv6)]
     lines += [
@@ -83,7 +93,9 @@ def config_text(port, with_ipv6, table="directory.table"):
         f"directory   table {table}",
         "vrfy        on",
         "expn        on",
+        f"maildir     {maildir}",
     ]
+    lines += list(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -92,10 +104,16 @@ BYE = b"221 2.0.0 Bye\r\n"
 OK = b"250 2.0.0 Ok\r\n"
 
 
-def ehlo_reply(name, addr):
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024     # max_message_size 10m, the default
+
+
+def ehlo_reply(name, addr, size=DEFAULT_MAX_SIZE):
     return (f"250-{HOSTNAME} Hello {name} [{addr}]\r\n"
             "250-ENHANCEDSTATUSCODES\r\n"
             "250-PIPELINING\r\n"
+            f"250-SIZE {size}\r\n"
+            "250-8BITMIME\r\n"
+            "250-SMTPUTF8\r\n"
             "250-VRFY\r\n"
             "250-EXPN\r\n"
             "250 HELP\r\n").encode()
@@ -149,7 +167,11 @@ DIALOGUE = [
     ("vrfy_empty_brackets_501", b"VRFY <>\r\n", b"501 5.5.4 Syntax: VRFY address\r\n"),
     ("vrfy_unbalanced_501", b"VRFY <jones\r\n", b"501 5.5.4 Syntax: VRFY address\r\n"),
     ("vrfy_8bit_553", b"VRFY j\xc3\xb6rg\r\n", ARG_8BIT),
-    ("vrfy_8bit_smtputf8_553", b"VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", ARG_8BIT),
+    # SMTPUTF8 is offered now: with the parameter, 8-bit is looked up
+    ("vrfy_8bit_smtputf8", b"VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n",
+     b"550 5.1.1 <j\xc3\xb6rg@example.test>: no such user here\r\n"),
+    ("vrfy_8bit_bare_smtputf8", b"VRFY j\xc3\xb6rg SMTPUTF8\r\n",
+     b"550 5.1.1 <j\xc3\xb6rg>: no such user here\r\n"),
     # RFC 821 section 3.3, example 4, and the rest of EXPN
     ("expn_example_people", b"EXPN Example-People\r\n", EXAMPLE_PEOPLE),
     ("expn_all_staff_nested", b"EXPN all-staff\r\n",
@@ -179,14 +201,17 @@ DIALOGUE = [
     ("rset", b"RSET\r\n", OK),
     ("rset_syntax_501", b"RSET now\r\n", b"501 5.5.4 Syntax: RSET\r\n"),
     ("help", b"HELP\r\n",
-     b"214-2.0.0 Commands: HELO EHLO VRFY EXPN NOOP RSET HELP QUIT\r\n"
+     b"214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA VRFY EXPN NOOP RSET HELP QUIT\r\n"
      b"214 2.0.0 End of HELP info; see porterd(8)\r\n"),
     ("quit_syntax_501", b"QUIT now\r\n", b"501 5.5.4 Syntax: QUIT\r\n"),
-    ("mail_502", b"MAIL FROM:<a@example.test>\r\n",
-     b"502 5.5.1 MAIL command not implemented\r\n"),
-    ("rcpt_502", b"RCPT TO:<jones@example.test>\r\n",
-     b"502 5.5.1 RCPT command not implemented\r\n"),
-    ("data_502", b"DATA\r\n", b"502 5.5.1 DATA command not implemented\r\n"),
+    # the mail commands, out of order on a fresh session
+    ("mail_before_helo_503", b"MAIL FROM:<a@example.test>\r\n",
+     b"503 5.5.1 Error: send HELO/EHLO first\r\n"),
+    ("rcpt_before_mail_503", b"RCPT TO:<jones@example.test>\r\n",
+     b"503 5.5.1 Error: need MAIL command\r\n"),
+    ("data_before_mail_503", b"DATA\r\n", b"503 5.5.1 Error: need RCPT command\r\n"),
+    ("helo_mail_data_503", b"HELO c.example\r\nDATA\r\n",
+     b"250 mail.example.test\r\n503 5.5.1 Error: need RCPT command\r\n"),
     ("unknown_verb_500", b"XYZZY\r\n", UNKNOWN_VERB),
     ("empty_line_500", b"\r\n", UNKNOWN_VERB),
     # framing
@@ -210,7 +235,8 @@ class Context:
         self.daemons = []       # every daemon started, for the final sweep
         self.outputs = []       # (what, text) of short-lived runs to scan
         self.main = None
-        with open(os.path.join(self.tmp, "directory.table"), "w") as f:
+        self.acked = []         # every message a daemon acknowledged: Acked
+        with open(os.path.join(self.tmp, "directory.table"), "w", encoding="utf-8") as f:
             f.write(TABLE)
 
     @property
@@ -220,17 +246,21 @@ class Context:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def start_daemon(self, name, nofile=None):
+    def start_daemon(self, name, nofile=None, extra=(), env=None):
         """Write NAME.conf on a free port, start porterd, wait until it
-        greets. A port taken in the meantime is retried."""
+        greets. A port taken in the meantime is retried. Its mail goes
+        to NAME-mail/<domain>/<local> (d.store); extra adds config lines,
+        env variables to its environment."""
         last = ""
         for attempt in range(3):
             port = free_port(self.ipv6)
             conf = self.path(f"{name}.conf")
             with open(conf, "w") as f:
-                f.write(config_text(port, self.ipv6))
+                f.write(config_text(port, self.ipv6, maildir=f"{name}-mail/%d/%u",
+                                    extra=extra))
             d = Daemon(self.binary, conf, self.path(f"{name}.log"), port)
-            d.start(nofile)
+            d.store = MailStore(self.path(f"{name}-mail"))
+            d.start(nofile, env)
             self.daemons.append(d)
             if d.wait_ready():
                 return d
@@ -655,6 +685,1127 @@ def t_log_escaping(ctx):
     check(not problems, "; ".join(problems[:3]))
 
 
+# --- mail: helpers ---------------------------------------------------------------
+
+SENDER = "sender@remote.example"
+MAIL_OK = b"250 2.1.0 Ok\r\n"
+RCPT_OK = b"250 2.1.5 Ok\r\n"
+DATA_GO = b"354 End data with <CR><LF>.<CR><LF>\r\n"
+NEED_MAIL = b"503 5.5.1 Error: need MAIL command\r\n"
+NEED_RCPT = b"503 5.5.1 Error: need RCPT command\r\n"
+BARE_NEWLINE = b"554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF\r\n"
+LONG_DATA_LINE = b"554 5.6.0 Message contains a line longer than 1000 octets\r\n"
+SIZE_EXCEEDED = b"552 5.3.4 Message size exceeds fixed limit\r\n"
+TOO_MANY_RCPTS = b"452 4.5.3 Error: too many recipients\r\n"
+SMALL_MAX_SIZE = 64 * 1024      # the "small" daemon: max_message_size 64k
+SMALL_MAX_RCPTS = 3             # and max_recipients 3
+
+
+class Acked:
+    """A message a daemon answered 250 at the end of its data: what must
+    be in new/, one complete copy per recipient mailbox, for good."""
+
+    def __init__(self, store, qid, rcpts, body, sender=SENDER,
+                 helo="client.example", proto="ESMTP", addr="127.0.0.1"):
+        self.store = store
+        self.qid = qid
+        self.rcpts = sorted(r.lower() for r in rcpts)   # "local@domain" mailboxes
+        self.body = body
+        self.sender = sender
+        self.helo = helo
+        self.proto = proto
+        self.addr = addr
+        self.when = time.time()
+
+
+def first_difference(got, want):
+    i = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
+             min(len(got), len(want)))
+    return (f"{len(got)} octets, want {len(want)}; from octet {i}: "
+            f"got {got[max(0, i - 10):i + 30]!r}, want {want[max(0, i - 10):i + 30]!r}")
+
+
+def delivery_problems(a, index):
+    """What is wrong with the copies of acknowledged message a, given
+    MailStore.by_qid()."""
+    files = index.get(a.qid, [])
+    got = sorted(d.mailbox for d in files)
+    if got != a.rcpts:
+        return [f"id {a.qid}: copies in {got}, want exactly one in each of {a.rcpts}"]
+    problems = []
+    want_for = a.rcpts[0] if len(a.rcpts) == 1 else None
+    for d in files:
+        what = f"id {a.qid} in {d.mailbox}"
+        for field, got_v, want_v in (("Return-Path", d.sender, a.sender),
+                                     ("Received from", d.helo, a.helo),
+                                     ("Received address", d.addr, a.addr),
+                                     ("Received by", d.host, HOSTNAME),
+                                     ("Received with", d.proto, a.proto),
+                                     ("Received for", d.for_rcpt, want_for)):
+            if got_v != want_v:
+                problems.append(f"{what}: {field} {got_v!r}, want {want_v!r}")
+        if not RECEIVED_DATE.fullmatch(d.date):
+            problems.append(f"{what}: Received date {d.date!r}")
+        elif abs(email.utils.parsedate_to_datetime(d.date).timestamp() - a.when) > 10:
+            problems.append(f"{what}: Received date {d.date!r} is not the time of delivery")
+        if d.body != a.body:
+            problems.append(f"{what}: body of {first_difference(d.body, a.body)}")
+    return problems
+
+
+def expect_delivered(ctx, store, qid, rcpts, body, **kw):
+    """qid was acknowledged: its copies must be there now (and stay
+    there: the ledger test looks again at the end)."""
+    a = Acked(store, qid, rcpts, body, **kw)
+    ctx.acked.append(a)
+    problems = delivery_problems(a, store.by_qid())
+    check(not problems, "; ".join(problems[:3]))
+    return a
+
+
+def check_nothing_new(store, before, what):
+    new = sorted(store.snapshot() - before)
+    check(not new, f"{what}: {len(new)} new files in new/, e.g. {new[:1]}")
+
+
+def stuffed(body):
+    """The DATA text for body (lines ending in CRLF): dot-stuffed, then
+    the terminating ".", as a client sends it."""
+    lines = body.split(b"\r\n")
+    check(lines[-1] == b"", f"test bug: body {body[-20:]!r} does not end in CRLF")
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
+                    for line in lines[:-1]) + b".\r\n"
+
+
+def queued_id(reply, what="the reply to the end of the data"):
+    m = QUEUED.fullmatch(reply)
+    if m is None:
+        raise Failure(f"{what}: got {reply!r}, want 250 2.0.0 Ok: queued as <17 hex digits>")
+    return m.group(1).decode()
+
+
+def envelope(rcpts, sender=SENDER, params=""):
+    cmds = f"MAIL FROM:<{sender}>{params}\r\n" + "".join(f"RCPT TO:<{r}>\r\n" for r in rcpts)
+    return cmds.encode() + b"DATA\r\n", MAIL_OK + RCPT_OK * len(rcpts) + DATA_GO
+
+
+def start_data(c, rcpts, sender=SENDER):
+    """MAIL, RCPT.. and DATA in one write (PIPELINING), up to the 354."""
+    data, want = envelope(rcpts, sender)
+    c.send(data)
+    check_eq(c.replies(len(rcpts) + 2), want, "replies to MAIL, RCPT, DATA")
+
+
+def send_mail(c, rcpts, body, sender=SENDER):
+    """One whole transaction; returns the queue id."""
+    start_data(c, rcpts, sender)
+    return queued_id(c.cmd(stuffed(body)))
+
+
+def mail_session(ctx, daemon=None, helo="client.example", size=DEFAULT_MAX_SIZE):
+    """A session that has said EHLO."""
+    d = daemon or ctx.main
+    c = session(ctx, ("127.0.0.1", d.port))
+    try:
+        check_eq(c.cmd(f"EHLO {helo}\r\n".encode()), ehlo_reply(helo, "127.0.0.1", size),
+                 "EHLO reply")
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def no_reply_yet(c, wait=0.15):
+    """Nothing has come from the daemon within wait seconds."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(c.sock, selectors.EVENT_READ)
+        ready = sel.select(wait)
+    if ready:
+        c.sock.settimeout(1)
+        raise Failure(f"a reply before the end of the data: {c.buf + c.sock.recv(4096)!r}")
+
+
+def small_daemon(ctx):
+    """A second daemon with max_message_size 64k and max_recipients 3,
+    started on first use."""
+    if getattr(ctx, "small", None) is None:
+        ctx.small = ctx.start_daemon("small", extra=[
+            f"max_message_size {SMALL_MAX_SIZE // 1024}k",
+            f"max_recipients {SMALL_MAX_RCPTS}"])
+    return ctx.small
+
+
+# --- mail: dialogues ----------------------------------------------------------------
+
+HELO_C = (b"HELO c.example\r\n", b"250 mail.example.test\r\n")
+HELO_MAIL = (b"HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n",
+             b"250 mail.example.test\r\n" + MAIL_OK)
+
+# (name, prelude, data, want): the prelude and its replies first, then
+# data in, exactly want out, then a NOOP answered 250 2.0.0 Ok.
+MAIL_DIALOGUE = [
+    ("mail_null_sender", HELO_C, b"MAIL FROM:<>\r\n", MAIL_OK),
+    ("mail_params_accepted", HELO_C,
+     b"mail from: <a@remote.example> BODY=8BITMIME SIZE=1000\r\n", MAIL_OK),
+    ("mail_body_7bit", HELO_C, b"MAIL FROM:<a@remote.example> body=7bit\r\n", MAIL_OK),
+    ("mail_smtputf8", HELO_C, b"MAIL FROM:<a@remote.example> SMTPUTF8\r\n", MAIL_OK),
+    ("mail_size_at_limit", HELO_C,
+     f"MAIL FROM:<a@remote.example> SIZE={DEFAULT_MAX_SIZE}\r\n".encode(), MAIL_OK),
+    ("mail_size_over_552", HELO_C,
+     f"MAIL FROM:<a@remote.example> SIZE={DEFAULT_MAX_SIZE + 1}\r\n".encode(),
+     SIZE_EXCEEDED),
+    ("mail_size_not_number_501", HELO_C, b"MAIL FROM:<a@remote.example> SIZE=ten\r\n",
+     b"501 5.5.4 Bad parameter value\r\n"),
+    ("mail_body_9bit_501", HELO_C, b"MAIL FROM:<a@remote.example> BODY=9BIT\r\n",
+     b"501 5.5.4 Bad parameter value\r\n"),
+    ("mail_ret_555", HELO_C, b"MAIL FROM:<a@remote.example> RET=FULL\r\n",
+     b"555 5.5.4 Unsupported parameter\r\n"),
+    ("mail_no_brackets_501", HELO_C, b"MAIL FROM:a@remote.example\r\n",
+     b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
+    ("mail_to_501", HELO_C, b"MAIL TO:<a@remote.example>\r\n",
+     b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
+    ("mail_bad_address_501", HELO_C, b"MAIL FROM:<a..b@remote.example>\r\n",
+     b"501 5.1.7 Bad sender address syntax\r\n"),
+    ("mail_local_too_long_553", HELO_C,
+     b"MAIL FROM:<" + b"a" * 65 + b"@remote.example>\r\n",
+     b"553 5.1.7 Sender address too long\r\n"),
+    ("mail_8bit_553", HELO_C, b"MAIL FROM:<j\xc3\xb6rg@remote.example>\r\n", ARG_8BIT),
+    ("mail_8bit_smtputf8", HELO_C, b"MAIL FROM:<j\xc3\xb6rg@remote.example> SMTPUTF8\r\n",
+     MAIL_OK),
+    ("mail_nested_503", HELO_MAIL, b"MAIL FROM:<b@remote.example>\r\n",
+     b"503 5.5.1 Error: nested MAIL command\r\n"),
+    ("rcpt_user", HELO_MAIL, b"RCPT TO:<jones@example.test>\r\n", RCPT_OK),
+    ("rcpt_user_mixed_case", HELO_MAIL, b"RCPT TO:<JONES@Example.TEST>\r\n", RCPT_OK),
+    ("rcpt_quoted_local_part", HELO_MAIL, b'RCPT TO:<"jones"@example.test>\r\n', RCPT_OK),
+    ("rcpt_postmaster_no_domain", HELO_MAIL, b"RCPT TO:<postmaster>\r\n", RCPT_OK),
+    ("rcpt_list", HELO_MAIL, b"RCPT TO:<example-people@example.test>\r\n", RCPT_OK),
+    ("rcpt_list_loop", HELO_MAIL, b"RCPT TO:<loop-a@example.test>\r\n", RCPT_OK),
+    ("rcpt_unknown_550", HELO_MAIL, b"RCPT TO:<nobody@example.test>\r\n",
+     b"550 5.1.1 <nobody@example.test>: no such user here\r\n"),
+    ("rcpt_list_no_local_550", HELO_MAIL, b"RCPT TO:<ghosts@example.test>\r\n",
+     b"550 5.1.1 <ghosts@example.test>: list has no local members here\r\n"),
+    ("rcpt_forward_551", HELO_MAIL, b"RCPT TO:<bob@example.test>\r\n",
+     b"551 5.1.6 User not local; please try <bob@elsewhere.example>\r\n"),
+    ("rcpt_moved_551", HELO_MAIL, b"RCPT TO:<alice@example.test>\r\n",
+     b"551 5.1.6 User not local; please try <alice@newco.example>\r\n"),
+    ("rcpt_relay_554", HELO_MAIL, b"RCPT TO:<jones@elsewhere.example>\r\n",
+     b"554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n"),
+    ("rcpt_source_route_relay_554", HELO_MAIL,
+     b"RCPT TO:<@relay.example:jones@elsewhere.example>\r\n",
+     b"554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n"),
+    ("rcpt_null_501", HELO_MAIL, b"RCPT TO:<>\r\n",
+     b"501 5.1.3 Bad recipient address syntax\r\n"),
+    ("rcpt_notify_555", HELO_MAIL, b"RCPT TO:<jones@example.test> NOTIFY=NEVER\r\n",
+     b"555 5.5.4 Unsupported parameter\r\n"),
+    ("rcpt_no_brackets_501", HELO_MAIL, b"RCPT TO:jones@example.test\r\n",
+     b"501 5.5.4 Syntax: RCPT TO:<address>\r\n"),
+    ("rcpt_8bit_without_smtputf8_553", HELO_MAIL, b"RCPT TO:<j\xc3\xb6rg@example.test>\r\n",
+     ARG_8BIT),
+    ("data_no_valid_rcpt_554", HELO_MAIL,
+     b"RCPT TO:<nobody@example.test>\r\nDATA\r\n",
+     b"550 5.1.1 <nobody@example.test>: no such user here\r\n"
+     b"554 5.5.1 Error: no valid recipients\r\n"),
+    ("data_argument_501", HELO_MAIL, b"RCPT TO:<jones@example.test>\r\nDATA now\r\n",
+     RCPT_OK + b"501 5.5.4 Syntax: DATA\r\n"),
+]
+
+
+def t_mail_dialogue(ctx, prelude, data, want):
+    with session(ctx) as c:
+        c.send(prelude[0])
+        check_eq(c.replies(count_replies(prelude[1])), prelude[1], "replies to the prelude")
+        c.send(data)
+        check_eq(c.replies(count_replies(want)), want, f"replies to {data[:80]!r}")
+        check_eq(c.cmd(b"NOOP\r\n"), OK, "the NOOP after (in sync)")
+        quit_session(c)
+
+
+# --- mail: swaks --------------------------------------------------------------------
+
+SWAKS_QUEUED = re.compile(rb"\n<-  250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\n")
+
+
+def swaks(ctx, args, daemon=None):
+    d = daemon or ctx.main
+    cmd = ["swaks", "--server", f"127.0.0.1:{d.port}", "--timeout", "10",
+           "--helo", "swaks.example", "--from", SENDER] + args
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise Failure(f"swaks {' '.join(args)} did not finish in 20 s")
+    return r
+
+
+def swaks_queued(r):
+    check_eq(r.returncode, 0, f"swaks exit status (stderr {r.stderr[-200:]!r})")
+    m = SWAKS_QUEUED.search(r.stdout)
+    check(m is not None, f"no 'queued as' in swaks' transcript: {r.stdout[-300:]!r}")
+    return m.group(1).decode()
+
+
+def swaks_sent_body(out):
+    """The message as swaks sent it: its ' -> ' lines after the 354 up
+    to the lone '.', dot-stuffing removed, each line ending in CRLF."""
+    lines = out.split(b"\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(b"<-  354 ")), None)
+    check(start is not None, f"no 354 in swaks' transcript: {out[-300:]!r}")
+    body = []
+    for line in lines[start + 1:]:
+        check(line.startswith(b" -> "), f"unexpected transcript line {line!r} in the data")
+        text = line[4:]
+        if text.endswith(b"\r"):  # swaks prints what it sent, CR and all
+            text = text[:-1]
+        if text == b".":
+            return b"".join(body)
+        body.append((text[1:] if text.startswith(b".") else text) + b"\r\n")
+    raise Failure("the data in swaks' transcript has no end")
+
+
+SWAKS_TEXT = (b"Subject: swaks plain\r\nX-Test: porterd\r\n\r\nline one\r\n"
+              b".leading dot\r\n..two dots\r\n.\r\n\tindented\r\nlast line\r\n")
+
+
+def t_swaks_plain(ctx):
+    store = ctx.main.store
+    data = SWAKS_TEXT.replace(b"\r\n", b"\n").rstrip(b"\n").decode()
+    r = swaks(ctx, ["--to", "jones@example.test", "--data", data])
+    qid = swaks_queued(r)
+    expect_delivered(ctx, store, qid, ["jones@example.test"], SWAKS_TEXT, helo="swaks.example")
+    check_eq(swaks_sent_body(r.stdout), SWAKS_TEXT, "the message in swaks' transcript")
+    check(re.search(rb"\n -> \.\.leading dot\r?\n", r.stdout) is not None,
+          "swaks did not dot-stuff '.leading dot'")
+
+
+def t_swaks_helo(ctx):
+    """--protocol SMTP: HELO, and the Received line says SMTP."""
+    r = swaks(ctx, ["--protocol", "SMTP", "--to", "qsmith@example.test",
+                    "--data", "Subject: helo\n\nsent after HELO"])
+    qid = swaks_queued(r)
+    check(b"\n -> HELO swaks.example\n" in r.stdout, "swaks did not say HELO")
+    expect_delivered(ctx, ctx.main.store, qid, ["qsmith@example.test"],
+                     b"Subject: helo\r\n\r\nsent after HELO\r\n",
+                     helo="swaks.example", proto="SMTP")
+
+
+def t_swaks_pipeline(ctx):
+    r = swaks(ctx, ["--pipeline", "--to", "jones@example.test,qsmith@example.test",
+                    "--data", "Subject: pipelined\n\nMAIL RCPT RCPT DATA in one go"])
+    qid = swaks_queued(r)
+    check(re.search(rb"\n -> MAIL FROM:<[^\n]*>\n -> RCPT TO:<jones@example.test>\n"
+                    rb" -> RCPT TO:<qsmith@example.test>\n -> DATA\n", r.stdout) is not None,
+          f"swaks did not pipeline MAIL, RCPT, DATA: {r.stdout[:600]!r}")
+    expect_delivered(ctx, ctx.main.store, qid, ["jones@example.test", "qsmith@example.test"],
+                     b"Subject: pipelined\r\n\r\nMAIL RCPT RCPT DATA in one go\r\n",
+                     helo="swaks.example")
+
+
+EIGHT_BIT = ("Gr\u00fc\u00dfe aus K\u00f6ln \u2014 \u20ac 5, "
+             "\u65e5\u672c\u8a9e, \U0001F600").encode() + b" latin-1 \xe9t\xe9 \xff\xfe\x80"
+
+
+def t_swaks_8bit(ctx):
+    """A body with UTF-8 and other 8-bit octets, from a file: every octet
+    lands unchanged. (This swaks has no way to add BODY=8BITMIME to MAIL:
+    smtplib_8bitmime sends that.)"""
+    text = (b"Subject: 8-bit\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+            b"\r\n" + EIGHT_BIT + b"\r\nsecond line \xc3\xa9\r\n")
+    path = ctx.path("swaks-8bit.txt")
+    with open(path, "wb") as f:
+        f.write(text.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    r = swaks(ctx, ["--to", "jones@example.test", "--data", "@" + path])
+    qid = swaks_queued(r)
+    expect_delivered(ctx, ctx.main.store, qid, ["jones@example.test"], text,
+                     helo="swaks.example")
+    check_eq(swaks_sent_body(r.stdout), text, "the message in swaks' transcript")
+
+
+def t_swaks_list(ctx):
+    """all-staff (example-people: jones smith qsmith postel@usc-isif; and
+    hostmaster) plus jones again: one copy to each local member, none for
+    the remote one, which is logged as skipped."""
+    store = ctx.main.store
+    r = swaks(ctx, ["--to", "all-staff@example.test,jones@example.test",
+                    "--data", "Subject: to all staff\n\nhello everyone"])
+    qid = swaks_queued(r)
+    expect_delivered(ctx, store, qid,
+                     ["jones@example.test", "smith@example.test", "qsmith@example.test",
+                      "hostmaster@example.test"],
+                     b"Subject: to all staff\r\n\r\nhello everyone\r\n", helo="swaks.example")
+    check(not any(mb.endswith("@usc-isif.example") for mb in store.mailboxes()),
+          f"a Maildir for the remote member: {sorted(store.mailboxes())}")
+    ctx.main.wait_log(rb'event=rcpt_skip client=127\.0\.0\.1 list="all-staff@example\.test" '
+                      rb'member="postel@usc-isif\.example" reason=remote\n')
+
+
+def t_swaks_unknown(ctx):
+    store = ctx.main.store
+    before = store.snapshot()
+    r = swaks(ctx, ["--to", "nobody@example.test"])
+    check(r.returncode != 0, "swaks exited 0 for an unknown recipient")
+    check(b"\n<** 550 5.1.1 <nobody@example.test>: no such user here\n" in r.stdout,
+          f"no 550 in swaks' transcript: {r.stdout[-300:]!r}")
+    check(b" -> DATA\n" not in r.stdout, "swaks went on to DATA")
+    check_nothing_new(store, before, "after the unknown recipient")
+
+
+def t_swaks_relay(ctx):
+    store = ctx.main.store
+    before = store.snapshot()
+    r = swaks(ctx, ["--to", "someone@elsewhere.example"])
+    check(r.returncode != 0, "swaks exited 0 for a relay attempt")
+    check(b"\n<** 554 5.7.1 <someone@elsewhere.example>: Relay access denied\n" in r.stdout,
+          f"no 554 5.7.1 in swaks' transcript: {r.stdout[-300:]!r}")
+    check_nothing_new(store, before, "after the relay attempt")
+    check(not any(mb.endswith("@elsewhere.example") for mb in store.mailboxes()),
+          f"a Maildir for the relay target: {sorted(store.mailboxes())}")
+
+
+# --- mail: smtplib ------------------------------------------------------------------
+
+class RecordingSMTP(smtplib.SMTP):
+    """smtplib.SMTP that keeps the message its DATA sent and the reply."""
+    data_sent = None
+    data_reply = None
+
+    def data(self, msg):
+        self.data_sent = msg
+        self.data_reply = super().data(msg)
+        return self.data_reply
+
+
+def smtplib_client(ctx):
+    return RecordingSMTP("127.0.0.1", ctx.main.port, local_hostname="client.example",
+                         timeout=5)
+
+
+def smtplib_sent(s):
+    """The message body smtplib sent (it adds a final CRLF if missing) and
+    the queue id it was answered."""
+    code, text = s.data_reply
+    check_eq(code, 250, f"DATA reply code ({text!r})")
+    m = re.fullmatch(rb"2\.0\.0 Ok: queued as ([0-9A-F]{17})", text)
+    check(m is not None, f"DATA reply {text!r}")
+    body = s.data_sent
+    check(isinstance(body, bytes), f"smtplib sent {type(body)}")
+    return (body if body.endswith(b"\r\n") else body + b"\r\n"), m.group(1).decode()
+
+
+def t_smtplib_two_recipients(ctx):
+    s = smtplib_client(ctx)
+    try:
+        msg = (b"From: sender@remote.example\r\nTo: jones, qsmith\r\nSubject: two\r\n\r\n"
+               b"one message, two recipients\r\n")
+        check_eq(s.sendmail(SENDER, ["jones@example.test", "qsmith@example.test"], msg), {},
+                 "refused recipients")
+        body, qid = smtplib_sent(s)
+        check_eq(body, msg, "what smtplib sent")
+        s.quit()
+    finally:
+        s.close()
+    expect_delivered(ctx, ctx.main.store, qid, ["jones@example.test", "qsmith@example.test"],
+                     msg)
+
+
+def t_smtplib_dot_lines(ctx):
+    """send_message() with lines that start with dots: smtplib stuffs
+    them, the copy on disk has them as written."""
+    m = email.message.EmailMessage()
+    m["From"] = SENDER
+    m["To"] = "anna@example.test"
+    m["Subject"] = "dots"
+    m.set_content(".leading dot\n..two dots\n.\n...\n. space\nend.\n.\n")
+    s = smtplib_client(ctx)
+    try:
+        check_eq(s.send_message(m), {}, "refused recipients")
+        body, qid = smtplib_sent(s)
+        s.quit()
+    finally:
+        s.close()
+    for line in (b"\r\n.leading dot\r\n", b"\r\n..two dots\r\n", b"\r\n.\r\n...\r\n",
+                 b"\r\n. space\r\n"):
+        check(line in body, f"test bug: smtplib's message lacks {line!r}: {body!r}")
+    expect_delivered(ctx, ctx.main.store, qid, ["anna@example.test"], body)
+
+
+def t_smtplib_refused(ctx):
+    store = ctx.main.store
+    before = store.snapshot()
+    s = smtplib_client(ctx)
+    try:
+        try:
+            s.sendmail(SENDER, ["nobody@example.test"], b"Subject: x\r\n\r\nlost\r\n")
+        except smtplib.SMTPRecipientsRefused as e:
+            check_eq(e.recipients,
+                     {"nobody@example.test": (550, b"5.1.1 <nobody@example.test>: "
+                                                   b"no such user here")},
+                     "refused recipients")
+        else:
+            raise Failure("no SMTPRecipientsRefused for an unknown user")
+        check_nothing_new(store, before, "after SMTPRecipientsRefused")
+        # some refused, one taken: the message goes to that one only
+        msg = b"Subject: partly refused\r\n\r\nfor boris only\r\n"
+        refused = s.sendmail(SENDER, ["nobody@example.test", "boris@example.test",
+                                      "alice@example.test", "x@elsewhere.example"], msg)
+        check_eq(refused, {
+            "nobody@example.test": (550, b"5.1.1 <nobody@example.test>: no such user here"),
+            "alice@example.test": (551, b"5.1.6 User not local; please try "
+                                        b"<alice@newco.example>"),
+            "x@elsewhere.example": (554, b"5.7.1 <x@elsewhere.example>: "
+                                         b"Relay access denied")}, "refused recipients")
+        body, qid = smtplib_sent(s)
+        s.quit()
+    finally:
+        s.close()
+    expect_delivered(ctx, store, qid, ["boris@example.test"], msg)
+
+
+def t_smtplib_8bitmime(ctx):
+    """MAIL ... BODY=8BITMIME and a body of 8-bit octets: unchanged on disk."""
+    msg = (b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + EIGHT_BIT + b"\r\n.\xc3\xa9 dot first\r\n")
+    s = smtplib_client(ctx)
+    try:
+        check_eq(s.sendmail(SENDER, ["jones@example.test"], msg,
+                            mail_options=["BODY=8BITMIME"]), {}, "refused recipients")
+        body, qid = smtplib_sent(s)
+        s.quit()
+    finally:
+        s.close()
+    expect_delivered(ctx, ctx.main.store, qid, ["jones@example.test"], msg)
+
+
+def t_smtplib_smtputf8(ctx):
+    """MAIL ... SMTPUTF8 with a UTF-8 sender: Return-Path keeps it, and the
+    Received line says UTF8SMTP (RFC 6531)."""
+    sender = "j\u00f6rg@b\u00fccher.example"
+    msg = "Subject: utf-8\r\n\r\nvon J\u00f6rg\r\n".encode()
+    s = smtplib_client(ctx)
+    try:
+        check_eq(s.sendmail(sender, ["qsmith@example.test"], msg,
+                            mail_options=["SMTPUTF8", "BODY=8BITMIME"]), {},
+                 "refused recipients")
+        body, qid = smtplib_sent(s)
+        s.quit()
+    finally:
+        s.close()
+    expect_delivered(ctx, ctx.main.store, qid, ["qsmith@example.test"], msg, sender=sender,
+                     proto="UTF8SMTP")
+
+
+# --- mail: raw sockets --------------------------------------------------------------
+
+def t_data_dot_stuffing(ctx):
+    """Lines of dots, stuffed on the wire, arrive unstuffed; an empty
+    message is just the trace fields; a null sender is Return-Path: <>."""
+    store = ctx.main.store
+    body = (b".\r\n..\r\n...\r\n.x\r\n..x\r\nx.\r\n. \r\n.\t\r\n\r\n \r\n"
+            b"a line\r\n.\r\n")
+    wire = stuffed(body)
+    check(wire.startswith(b"..\r\n...\r\n....\r\n..x\r\n...x\r\nx.\r\n"),
+          f"test bug: stuffing {wire!r}")
+    with mail_session(ctx) as c:
+        qid = send_mail(c, ["jones@example.test"], body)
+        expect_delivered(ctx, store, qid, ["jones@example.test"], body)
+        # the empty message
+        start_data(c, ["jones@example.test"])
+        qid = queued_id(c.cmd(b".\r\n"))
+        expect_delivered(ctx, store, qid, ["jones@example.test"], b"")
+        # the null sender, and <postmaster> without a domain
+        qid = send_mail(c, ["postmaster"], b"bounce\r\n", sender="")
+        expect_delivered(ctx, store, qid, ["postmaster@example.test"], b"bounce\r\n",
+                         sender="")
+        quit_session(c)
+
+
+def t_data_end_split(ctx):
+    """The data's end arriving in pieces at awkward places, and
+    look-alikes of it split the same way: the daemon answers only after
+    the real CRLF.CRLF, never before."""
+    store = ctx.main.store
+    body = b"Subject: split\r\n\r\nline\r\n.\r\n..\r\n.x\r\nlast\r\n"
+    wire = stuffed(body)
+    # cuts near the end, in the stuffed look-alikes of the end, everywhere
+    n = len(wire)
+    fake = wire.index(b"\r\n..\r\n")
+    splits = [[n - k] for k in range(1, 8)]
+    splits += [[n - 5, n - 4, n - 3, n - 2, n - 1],     # every octet of CRLF.CRLF alone
+               [n - 12, n - 9, n - 6],                   # inside the look-alikes
+               [fake + i for i in range(1, 6)],
+               list(range(1, n))]                        # one octet at a time
+    with mail_session(ctx) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for cuts in splits:
+            start_data(c, ["anna@example.test"])
+            pieces = [wire[a:b] for a, b in zip([0] + cuts, cuts + [n])]
+            for piece in pieces[:-1]:
+                c.send(piece)
+                if len(pieces) < 10:
+                    time.sleep(0.02)
+            no_reply_yet(c, 0.1)
+            c.send(pieces[-1])
+            qid = queued_id(c.reply(), f"reply after the data cut at {cuts[:5]}")
+            expect_delivered(ctx, store, qid, ["anna@example.test"], body)
+        check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP after (in sync)")
+        quit_session(c)
+
+
+SMUGGLED = (b"MAIL FROM:<evil@remote.example>\r\nRCPT TO:<qsmith@example.test>\r\n"
+            b"DATA\r\nSubject: smuggled\r\n\r\nforged\r\n")
+
+
+def t_data_smuggling(ctx):
+    """An end of data made with a bare LF or CR, then commands and a
+    second message: all one message, refused once with 554 5.6.0 at the
+    real end; nothing is delivered and the session is in sync."""
+    store = ctx.main.store
+    before = store.snapshot()
+    fakes = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\r\r\n",
+             b"\n..\n", b"\r\n\n.\r\n"]
+    with mail_session(ctx) as c:
+        for fake in fakes:
+            start_data(c, ["jones@example.test"])
+            c.send(b"Subject: first\r\n\r\ntext" + fake + SMUGGLED + b".\r\n")
+            check_eq(c.reply(), BARE_NEWLINE, f"the reply to data with {fake!r}")
+            check_eq(c.cmd(b"NOOP\r\n"), OK, f"NOOP after {fake!r} (exactly one reply)")
+        # the bare newlines alone, no smuggling
+        for text in (b"bare LF\n", b"bare CR\rin a line\r\n", b"ends in CR\r"):
+            start_data(c, ["jones@example.test"])
+            c.send(text + b"\r\n.\r\n")
+            check_eq(c.reply(), BARE_NEWLINE, f"the reply to {text!r}")
+        check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP at the end")
+        quit_session(c)
+    check_nothing_new(store, before, "after the smuggling attempts")
+    log = ctx.main.log()
+    check(b"evil@remote.example" not in log,
+          "the smuggled MAIL FROM was executed (it is in the log)")
+
+
+def t_data_long_line(ctx):
+    """1000 octets with the CRLF is the longest line; the 1001st is
+    refused (554 5.6.0) at the end, in sync. A stuffing dot does not count."""
+    store = ctx.main.store
+    with mail_session(ctx) as c:
+        before = store.snapshot()
+        start_data(c, ["jones@example.test"])
+        c.send(b"x" * 999 + b"\r\n.\r\nNOOP\r\n")
+        check_eq(c.replies(2), LONG_DATA_LINE + OK, "replies to a 1001-octet line, NOOP")
+        start_data(c, ["jones@example.test"])
+        c.send(b"ok\r\n" + b"y" * 5000 + b"\r\nmore\r\n.\r\n")
+        check_eq(c.reply(), LONG_DATA_LINE, "reply to a 5002-octet line")
+        check_nothing_new(store, before, "after the long lines")
+        body = b"x" * 998 + b"\r\n" + b"." + b"y" * 997 + b"\r\n"
+        qid = send_mail(c, ["jones@example.test"], body)
+        expect_delivered(ctx, store, qid, ["jones@example.test"], body)
+        quit_session(c)
+
+
+def t_large_message(ctx):
+    """max_message_size's default, 10m: exactly 10 MiB is taken and lands
+    intact; one octet more is refused 552 at the end, in sync."""
+    store = ctx.main.store
+    line = b"L" * 998 + b"\r\n"
+    n, rest = divmod(DEFAULT_MAX_SIZE, len(line))
+    body = line * n + b"\r\n" * (rest // 2)
+    check_eq(len(body), DEFAULT_MAX_SIZE, "test bug: body size")
+    with mail_session(ctx) as c:
+        c.timeout = 20
+        before = store.snapshot()
+        start_data(c, ["qsmith@example.test"])
+        c.send(stuffed(body + b"\r\n") + b"NOOP\r\n")
+        check_eq(c.replies(2), SIZE_EXCEEDED + OK, "replies to 10 MiB + 2, NOOP")
+        check_nothing_new(store, before, "after the refused message")
+        qid = send_mail(c, ["qsmith@example.test"], body)
+        quit_session(c)
+    expect_delivered(ctx, store, qid, ["qsmith@example.test"], body)
+
+
+def t_default_max_recipients(ctx):
+    """max_recipients' default, 100: the same user 100 times is taken, the
+    101st RCPT is refused 452, and the user gets one copy."""
+    store = ctx.main.store
+    with mail_session(ctx) as c:
+        c.send(b"MAIL FROM:<a@remote.example>\r\n" + b"RCPT TO:<Jones@example.test>\r\n" * 101
+               + b"DATA\r\n")
+        check_eq(c.replies(103), MAIL_OK + RCPT_OK * 100 + TOO_MANY_RCPTS + DATA_GO,
+                 "replies to MAIL, 101 RCPTs, DATA")
+        body = b"Subject: 100 times\r\n\r\none copy\r\n"
+        qid = queued_id(c.cmd(stuffed(body)))
+        quit_session(c)
+    expect_delivered(ctx, store, qid, ["jones@example.test"], body, sender="a@remote.example")
+
+
+def t_rcpt_skip_log_escaped(ctx):
+    """A list whose name is UTF-8 (RCPT with SMTPUTF8) and has a remote
+    member: the event=rcpt_skip line escapes the list name like every
+    other logged value (no raw 8-bit octets in the log)."""
+    d = small_daemon(ctx)
+    with mail_session(ctx, d, size=SMALL_MAX_SIZE) as c:
+        check_eq(c.cmd(b"MAIL FROM:<a@remote.example> SMTPUTF8\r\n"), MAIL_OK, "MAIL")
+        check_eq(c.cmd("RCPT TO:<l\u00e4ste@example.test>\r\n".encode()), RCPT_OK,
+                 "RCPT to the UTF-8 list")
+        check_eq(c.cmd(b"RSET\r\n"), OK, "RSET")
+        quit_session(c)
+    d.wait_log(rb'event=rcpt client=127\.0\.0\.1 query="l\\xc3\\xa4ste@example\.test" '
+               rb'result=list code=250\n')
+    lines = [line for line in d.log().split(b"\n")
+             if b"event=rcpt_skip" in line and b"far@elsewhere" in line]
+    check_eq(len(lines), 1, f"event=rcpt_skip lines ({lines})")
+    want = (b'event=rcpt_skip client=127.0.0.1 list="l\\xc3\\xa4ste@example.test" '
+            b'member="far@elsewhere.example" reason=remote')
+    check(not any(b >= 0x80 for b in lines[0]), f"raw 8-bit in {lines[0]!r}")
+    check(lines[0].endswith(want), f"log line {lines[0]!r}, want it to end {want!r}")
+
+
+def t_rset_between(ctx):
+    """RSET and HELO end a transaction: its recipients get nothing."""
+    store = ctx.main.store
+    before = store.snapshot()
+    with mail_session(ctx) as c:
+        c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<anna@example.test>\r\nRSET\r\n"
+               b"RCPT TO:<boris@example.test>\r\nDATA\r\n")
+        check_eq(c.replies(5), MAIL_OK + RCPT_OK + OK + NEED_MAIL + NEED_RCPT,
+                 "replies around RSET")
+        c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<anna@example.test>\r\n"
+               b"EHLO again.example\r\nDATA\r\n")
+        check_eq(c.replies(4), MAIL_OK + RCPT_OK + ehlo_reply("again.example", "127.0.0.1")
+                 + NEED_RCPT, "replies around a second EHLO")
+        check_nothing_new(store, before, "after RSET")
+        qid = send_mail(c, ["boris@example.test"], b"after RSET\r\n")
+        check_eq(c.cmd(b"RSET\r\n"), OK, "RSET after a message")
+        qid2 = send_mail(c, ["boris@example.test"], b"after RSET again\r\n")
+        quit_session(c)
+    check(qid != qid2, f"two messages with id {qid}")
+    expect_delivered(ctx, store, qid, ["boris@example.test"], b"after RSET\r\n",
+                     helo="again.example")
+    expect_delivered(ctx, store, qid2, ["boris@example.test"], b"after RSET again\r\n",
+                     helo="again.example")
+    check_eq(len(store.snapshot() - before), 2, "files delivered")
+
+
+def t_pipelined_transactions(ctx):
+    """Whole transactions, data and QUIT included, in one write."""
+    store = ctx.main.store
+    b1 = b"Subject: p1\r\n\r\nfirst\r\n"
+    b2 = b"Subject: p2\r\n\r\n.second\r\n"
+    batch = (b"EHLO pipe.example\r\n"
+             b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<anna@example.test>\r\n"
+             b"RCPT TO:<nobody@example.test>\r\nRCPT TO:<boris@example.test>\r\nDATA\r\n"
+             + stuffed(b1) +
+             b"MAIL FROM:<b@remote.example> SIZE=100\r\nRCPT TO:<jones@example.test>\r\n"
+             b"DATA\r\n" + stuffed(b2) + b"NOOP\r\nQUIT\r\n")
+    with session(ctx) as c:
+        c.send(batch)
+        got = c.read_to_eof()
+    m = re.fullmatch(re.escape(ehlo_reply("pipe.example", "127.0.0.1") + MAIL_OK + RCPT_OK
+                               + b"550 5.1.1 <nobody@example.test>: no such user here\r\n"
+                               + RCPT_OK + DATA_GO)
+                     + rb"250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n"
+                     + re.escape(MAIL_OK + RCPT_OK + DATA_GO)
+                     + rb"250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n"
+                     + re.escape(OK + BYE), got)
+    check(m is not None, f"replies to the batch: {got!r}")
+    q1, q2 = (g.decode() for g in m.groups())
+    expect_delivered(ctx, store, q1, ["anna@example.test", "boris@example.test"], b1,
+                     sender="a@remote.example", helo="pipe.example")
+    expect_delivered(ctx, store, q2, ["jones@example.test"], b2,
+                     sender="b@remote.example", helo="pipe.example")
+
+
+def t_many_in_one_session(ctx):
+    store = ctx.main.store
+    rcpts = ["anna@example.test", "boris@example.test", "nameless@example.test"]
+    sent = []
+    with mail_session(ctx) as c:
+        for i in range(50):
+            rcpt = [rcpts[i % 3]] if i % 5 else rcpts
+            body = f"Subject: number {i}\r\n\r\nmessage {i} of 50\r\n".encode()
+            sent.append((send_mail(c, rcpt, body), rcpt, body))
+        quit_session(c)
+    qids = [q for q, _, _ in sent]
+    check_eq(len(set(qids)), 50, "distinct queue ids")
+    for qid, rcpt, body in sent:
+        expect_delivered(ctx, store, qid, rcpt, body)
+
+
+def t_concurrent_senders(ctx):
+    """20 sessions at once, each sending 10 messages: 200 files, one per
+    acknowledged message."""
+    store = ctx.main.store
+    before = store.snapshot()
+    rcpts = ["anna@example.test", "boris@example.test", "hostmaster@example.test",
+             "abuse@example.test"]
+    results, errors = [], []
+
+    def sender(t):
+        try:
+            c = Client(ctx.addr, timeout=15)
+            try:
+                check_eq(c.reply(), GREETING, "greeting")
+                helo = f"c{t}.example"
+                check_eq(c.cmd(f"EHLO {helo}\r\n".encode()), ehlo_reply(helo, "127.0.0.1"),
+                         "EHLO")
+                for i in range(10):
+                    rcpt = rcpts[(t + i) % len(rcpts)]
+                    body = f"Subject: {t}/{i}\r\n\r\nthread {t} message {i}\r\n".encode()
+                    results.append((send_mail(c, [rcpt], body), rcpt, body, helo))
+                quit_session(c)
+            finally:
+                c.close()
+        except Exception as e:
+            errors.append(f"sender {t}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(20)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 25
+    for th in threads:
+        th.join(max(0.1, deadline - time.monotonic()))
+    check(not any(th.is_alive() for th in threads), "senders still running after 25 s")
+    check(not errors, f"{len(errors)} senders failed: {'; '.join(errors[:2])}")
+    check_eq(len(results), 200, "messages acknowledged")
+    check_eq(len({q for q, _, _, _ in results}), 200, "distinct queue ids")
+    for qid, rcpt, body, helo in results:
+        expect_delivered(ctx, store, qid, [rcpt], body, helo=helo)
+    check_eq(len(store.snapshot() - before), 200, "files delivered")
+
+
+# --- mail: limits (the "small" daemon) -----------------------------------------------
+
+def t_oversize(ctx):
+    d = small_daemon(ctx)
+    store = d.store
+    before = store.snapshot()
+    with mail_session(ctx, d, size=SMALL_MAX_SIZE) as c:
+        c.send(f"MAIL FROM:<a@remote.example> SIZE={SMALL_MAX_SIZE + 1}\r\n".encode())
+        check_eq(c.reply(), SIZE_EXCEEDED, "MAIL with SIZE over the limit")
+        check_eq(c.cmd(f"MAIL FROM:<a@remote.example> SIZE={SMALL_MAX_SIZE}\r\n".encode()),
+                 MAIL_OK, "MAIL with SIZE at the limit")
+        check_eq(c.cmd(b"RSET\r\n"), OK, "RSET")
+        # 100 kB with no SIZE: read to its end, then 552, and in sync
+        big = (b"z" * 78 + b"\r\n") * 1280
+        start_data(c, ["jones@example.test"])
+        c.send(big)
+        no_reply_yet(c, 0.2)
+        c.send(b".\r\nNOOP\r\n")
+        check_eq(c.replies(2), SIZE_EXCEEDED + OK, "replies to 100 kB, then NOOP")
+        # exactly the limit, and one octet more
+        line = b"w" * 98 + b"\r\n"
+        at_limit = line * (SMALL_MAX_SIZE // 100) + b"v" * (SMALL_MAX_SIZE % 100 - 2) + b"\r\n"
+        check_eq(len(at_limit), SMALL_MAX_SIZE, "test bug: body size")
+        start_data(c, ["jones@example.test"])
+        c.send(stuffed(at_limit[:-2] + b"v\r\n"))
+        check_eq(c.reply(), SIZE_EXCEEDED, f"reply to {SMALL_MAX_SIZE + 1} octets")
+        check_nothing_new(store, before, "after the refused messages")
+        qid = send_mail(c, ["jones@example.test"], at_limit)
+        quit_session(c)
+    expect_delivered(ctx, store, qid, ["jones@example.test"], at_limit)
+    d.wait_log(rb"event=message client=127\.0\.0\.1 refused=552\n", count=2)
+
+
+def t_too_many_recipients(ctx):
+    """max_recipients 3: the fourth accepted RCPT is refused 452; a
+    refused RCPT does not count, a list counts once."""
+    d = small_daemon(ctx)
+    with mail_session(ctx, d, size=SMALL_MAX_SIZE) as c:
+        c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<anna@example.test>\r\n"
+               b"RCPT TO:<nobody@example.test>\r\nRCPT TO:<example-people@example.test>\r\n"
+               b"RCPT TO:<boris@example.test>\r\nRCPT TO:<abuse@example.test>\r\nDATA\r\n")
+        check_eq(c.replies(7), MAIL_OK + RCPT_OK
+                 + b"550 5.1.1 <nobody@example.test>: no such user here\r\n"
+                 + RCPT_OK + RCPT_OK + TOO_MANY_RCPTS + DATA_GO, "replies")
+        body = b"Subject: limited\r\n\r\nthree RCPTs, five mailboxes\r\n"
+        qid = queued_id(c.cmd(stuffed(body)))
+        check_eq(c.cmd(b"MAIL FROM:<a@remote.example>\r\n"), MAIL_OK, "the next MAIL")
+        check_eq(c.cmd(b"RCPT TO:<abuse@example.test>\r\n"), RCPT_OK,
+                 "RCPT in the next transaction (the count starts afresh)")
+        quit_session(c)
+    expect_delivered(ctx, d.store, qid,
+                     ["anna@example.test", "jones@example.test", "smith@example.test",
+                      "qsmith@example.test", "boris@example.test"], body,
+                     sender="a@remote.example")
+
+
+def t_delivery_failure_undone(ctx):
+    """A recipient whose Maildir cannot be made (a file is in its place):
+    451 4.3.0, and the copy already made for the other recipient is
+    removed as well (the client will send again); once the way is clear,
+    the same message goes through."""
+    d = small_daemon(ctx)
+    store = d.store
+    blocker = os.path.join(store.root, "example.test", "postmaster")
+    os.makedirs(os.path.dirname(blocker), exist_ok=True)
+    body = b"Subject: blocked\r\n\r\nanna first, then postmaster fails\r\n"
+    with open(blocker, "w") as f:
+        f.write("not a Maildir\n")
+    try:
+        before = store.snapshot()
+        with mail_session(ctx, d, size=SMALL_MAX_SIZE) as c:
+            start_data(c, ["anna@example.test", "postmaster"])
+            check_eq(c.cmd(stuffed(body)),
+                     b"451 4.3.0 Error: cannot deliver now; try again later\r\n",
+                     "reply when a copy cannot be written")
+            check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP after (in sync)")
+            check_nothing_new(store, before, "after the failed delivery")
+            check_eq(store.files("tmp"), [], "files left in tmp/")
+            d.wait_log(rb'event=delivery_failed id=[0-9A-F]{17} rcpt="postmaster@example\.test" '
+                       rb'error="[^"]*/postmaster[/a-zA-Z0-9.]*: Not a directory"\n')
+            d.wait_log(rb'event=delivery_failed id=[0-9A-F]{17} rcpt="anna@example\.test" '
+                       rb'error="copy removed: another recipient failed"\n')
+            d.wait_log(rb"event=message client=127\.0\.0\.1 id=[0-9A-F]{17} size=\d+ rcpts=2 "
+                       rb"code=451\n")
+            os.unlink(blocker)
+            qid = send_mail(c, ["anna@example.test", "postmaster"], body)
+            quit_session(c)
+    finally:
+        if os.path.isfile(blocker):
+            os.unlink(blocker)
+    expect_delivered(ctx, store, qid, ["anna@example.test", "postmaster@example.test"], body)
+
+
+def t_abrupt_during_data(ctx):
+    """Clients that vanish inside DATA, or right after the final dot
+    without reading the reply: the daemon goes on serving, leaves no
+    partial file and nothing in tmp/. (A message whose reply was never
+    read may or may not be delivered, but if it is, it is whole.)"""
+    d = ctx.start_daemon("abrupt")
+    store = d.store
+    whole = b"Subject: gone\r\n\r\nMARK-W sent whole, reply not read\r\n"
+    try:
+        with mail_session(ctx, d) as c:             # half a message, then RST
+            start_data(c, ["jones@example.test"])
+            c.send(b"Subject: half\r\n\r\nMARK-H " + b"h" * 5000)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        with mail_session(ctx, d) as c:             # whole message, then RST
+            start_data(c, ["jones@example.test"])
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+            c.send(stuffed(whole))
+        with mail_session(ctx, d) as c:             # whole message and QUIT, then FIN
+            start_data(c, ["qsmith@example.test"])
+            c.send(stuffed(whole) + b"QUIT\r\n")
+        with mail_session(ctx, d) as c:             # half a message, then FIN
+            start_data(c, ["jones@example.test"])
+            c.send(b"Subject: half\r\n\r\nMARK-H\r\n.")
+        d.wait_log(rb"event=disconnect", count=5)   # 4 and wait_ready's
+        with mail_session(ctx, d) as c:
+            body = b"Subject: after\r\n\r\nthe daemon still delivers\r\n"
+            qid = send_mail(c, ["anna@example.test"], body)
+            quit_session(c)
+    finally:
+        rc = d.stop()
+    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
+    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+    expect_delivered(ctx, store, qid, ["anna@example.test"], body)
+    for x in store.delivered():
+        check(x.ok, f"{x.path}: not a whole porterd message: {x.data[:80]!r}")
+        check(b"MARK-H" not in x.data, f"{x.path}: a message that never ended was delivered")
+        check(x.qid == qid or x.body == whole, f"{x.path}: unexpected file {x.data[:120]!r}")
+    check_eq(store.files("tmp"), [], "files left in tmp/")
+
+
+def t_half_close_after_data(ctx):
+    """A client that sends a whole message and shuts down its side (TCP
+    half-close) still gets the reply to it, as it does for other
+    commands (half_close): with QUIT after the data, and without."""
+    d = ctx.start_daemon("halfclose")
+    store = d.store
+    body = b"Subject: half-close\r\n\r\nMARK-Q then QUIT and FIN\r\n"
+    try:
+        with mail_session(ctx, d) as c:
+            data, want = envelope(["jones@example.test"])
+            c.send(data + stuffed(body) + b"QUIT\r\n")
+            c.sock.shutdown(socket.SHUT_WR)
+            got = c.read_to_eof()
+            m = re.fullmatch(re.escape(want) + rb"250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n"
+                             + re.escape(BYE), got)
+            check(m is not None, f"replies to a message, QUIT and FIN: {got!r}")
+            expect_delivered(ctx, store, m.group(1).decode(), ["jones@example.test"], body)
+        body2 = b"Subject: half-close\r\n\r\nMARK-F then FIN, no QUIT\r\n"
+        with mail_session(ctx, d) as c:
+            data, want = envelope(["qsmith@example.test"])
+            c.send(data + stuffed(body2))
+            c.sock.shutdown(socket.SHUT_WR)
+            got = c.read_to_eof()
+        m = re.fullmatch(re.escape(want) + rb"250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n", got)
+        check(m is not None, f"replies to a message and FIN, no QUIT: {got!r}")
+        expect_delivered(ctx, store, m.group(1).decode(), ["qsmith@example.test"], body2)
+    finally:
+        rc = d.stop()
+    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+
+
+def t_ipv6_mail(ctx):
+    """A message over [::1]: the Received line names [IPv6:::1] (RFC 5321 4.1.3)."""
+    store = ctx.main.store
+    body = b"Subject: over IPv6\r\n\r\nfrom ::1\r\n"
+    with session(ctx, ("::1", ctx.main.port)) as c:
+        check_eq(c.cmd(b"EHLO v6.example\r\n"), ehlo_reply("v6.example", "::1"), "EHLO over ::1")
+        qid = send_mail(c, ["anna@example.test"], body)
+        quit_session(c)
+    expect_delivered(ctx, store, qid, ["anna@example.test"], body, helo="v6.example",
+                     addr="IPv6:::1")
+
+
+# --- mail: stopping ------------------------------------------------------------------
+
+def t_sigterm_during_data(ctx):
+    """SIGTERM while sessions are inside DATA: each is answered 421 at
+    once, with no 250 for its message and nothing of it in new/; a
+    message acknowledged before is on disk, and tmp/ is empty."""
+    d = ctx.start_daemon("sigterm-data")
+    store = d.store
+    acked_body = b"Subject: before\r\n\r\nacknowledged before the signal\r\n"
+    clients = []
+    try:
+        a = mail_session(ctx, d)
+        clients.append(a)
+        qid = send_mail(a, ["jones@example.test"], acked_body)
+        expect_delivered(ctx, store, qid, ["jones@example.test"], acked_body)
+        # half a line of data
+        b = mail_session(ctx, d)
+        clients.append(b)
+        start_data(b, ["qsmith@example.test"])
+        b.send(b"Subject: partial\r\n\r\nMARK-B half a li")
+        # all but the last octet of the end of data
+        c = mail_session(ctx, d)
+        clients.append(c)
+        start_data(c, ["anna@example.test", "boris@example.test"])
+        c.send(b"Subject: almost\r\n\r\nMARK-C\r\n" * 100 + b".\r")
+        # a whole message sent just before the signal, its reply unread
+        e = mail_session(ctx, d)
+        clients.append(e)
+        e_body = b"Subject: racing\r\n\r\nMARK-E sent just before the signal\r\n"
+        start_data(e, ["abuse@example.test"])
+        time.sleep(0.3)   # the daemon has read B's and C's data
+        e.send(stuffed(e_body))
+        d.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        check_eq(b.read_to_eof(), SHUTDOWN, "what the session with half a line reads")
+        check_eq(c.read_to_eof(), SHUTDOWN, "what the session with '.\\r' reads")
+        took = time.monotonic() - t0
+        check(took < 2, f"the 421s came {took:.1f} s after SIGTERM")
+        check_eq(a.read_to_eof(), SHUTDOWN, "what the session after its 250 reads")
+        e_got = e.read_to_eof()
+        m = re.fullmatch(rb"(?:250 2\.0\.0 Ok: queued as ([0-9A-F]{17})\r\n)?" + re.escape(SHUTDOWN),
+                         e_got)
+        check(m is not None, f"what the racing session reads: {e_got!r}")
+    finally:
+        for cl in clients:
+            cl.close()
+        rc = d.stop()
+    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
+    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+    if m.group(1) is not None:
+        expect_delivered(ctx, store, m.group(1).decode(), ["abuse@example.test"], e_body)
+    # what is on disk: A's message, perhaps E's (delivered, its 250 lost
+    # to the shutdown: a duplicate when resent, never a loss), nothing else
+    index = store.by_qid()
+    check_eq([x.mailbox for x in index.get(qid, [])], ["jones@example.test"],
+             "copies of the acknowledged message")
+    for x in store.delivered():
+        check(x.ok, f"{x.path}: not a whole porterd message: {x.data[:80]!r}")
+        check(b"MARK-B" not in x.data and b"MARK-C" not in x.data,
+              f"{x.path} holds an unacknowledged message: {x.data[:120]!r}")
+        if x.qid != qid:
+            check(x.mailbox == "abuse@example.test" and x.body == e_body,
+                  f"{x.path}: unexpected file {x.data[:120]!r}")
+    check_eq(store.files("tmp"), [], "files left in tmp/")
+    log = d.log()
+    check(b"event=shutdown signal=TERM\n" in log, "no event=shutdown signal=TERM")
+
+
+def proc_state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def t_crash_before_link(ctx):
+    """A daemon killed (-9) between writing a copy in tmp/ and linking it
+    into new/ (PORTERD_TEST_DELIVERY_PAUSE stops it there): the client
+    has no 250, and new/ has nothing, in particular nothing partial."""
+    d = ctx.start_daemon("crash", env={"PORTERD_TEST_DELIVERY_PAUSE": "1"})
+    store = d.store
+    body = b"Subject: crash\r\n\r\nnever acknowledged\r\n"
+    try:
+        with mail_session(ctx, d) as c:
+            start_data(c, ["jones@example.test"])
+            c.send(stuffed(body))
+            deadline = time.monotonic() + 5
+            while proc_state(d.pid) != "T":
+                check(time.monotonic() < deadline,
+                      f"the daemon did not stop itself before link (state {proc_state(d.pid)})")
+                time.sleep(0.02)
+            d.kill()
+            try:
+                got = c.read_to_eof()
+            except ConnectionResetError:
+                got = b""
+            check_eq(got, b"", "what the client reads from the killed daemon")
+    finally:
+        d.kill()
+    check_eq(d.proc.returncode, -signal.SIGKILL, "exit status")
+    check_eq(store.files("new"), [], "files in new/")
+    tmp = store.files("tmp")
+    check_eq(len(tmp), 1, f"files in tmp/ ({tmp})")
+    with open(tmp[0][1], "rb") as f:
+        left = f.read()
+    check(left.endswith(b"\r\n" + body), f"the tmp/ copy is not whole: {left[-80:]!r}")
+
+
+# --- mail: the ledger ----------------------------------------------------------------
+
+def t_mail_ledger(ctx):
+    """After the daemons stopped: every message acknowledged is in new/,
+    exactly one complete copy per recipient; new/ has nothing that was not
+    acknowledged; tmp/ and cur/ are empty; the log tells the same story."""
+    daemons = [d for d in (ctx.main, getattr(ctx, "small", None)) if d is not None]
+    problems = []
+    total = 0
+    for d in daemons:
+        name = os.path.basename(d.log_path)
+        check(d.proc.poll() is not None, f"{name}: still running")
+        acked = [a for a in ctx.acked if a.store is d.store]
+        total += len(acked)
+        qids = [a.qid for a in acked]
+        if len(set(qids)) != len(qids):
+            problems.append(f"{name}: a queue id acknowledged twice")
+        index = d.store.by_qid()
+        for x in index.pop(None, []):
+            problems.append(f"{x.path}: not a porterd message: {x.data[:80]!r}")
+        for a in acked:
+            problems += delivery_problems(a, index)
+        for q in sorted(set(index) - set(qids)):
+            problems.append(f"{name}: id {q} in {[x.mailbox for x in index[q]]} "
+                            f"never acknowledged")
+        for sub in ("tmp", "cur"):
+            left = d.store.files(sub)
+            if left:
+                problems.append(f"{name}: {len(left)} files in {sub}/, e.g. {left[0][1]}")
+        log = d.log()
+        for a in acked:
+            line = (f"event=message client={a.addr.removeprefix('IPv6:')} id={a.qid} size={len(a.body)} "
+                    f"rcpts={len(a.rcpts)} code=250\n").encode()
+            if line not in log:
+                problems.append(f"{name}: no log line {line!r}")
+        files = d.store.delivered()
+        for x in files:
+            line = f'event=delivered id={x.qid} rcpt="{x.mailbox}" path="{x.path}"\n'
+            if line.encode() not in log:
+                problems.append(f"{name}: no log line {line!r}")
+        n = len(re.findall(rb"event=delivered ", log))
+        if n != len(files):
+            problems.append(f"{name}: {n} event=delivered lines for {len(files)} files")
+    check(not problems, f"{len(problems)} problems: " + "; ".join(problems[:3]))
+    check(total >= 250, f"only {total} acknowledged messages in the ledger")
+
+
+def t_small_daemon_exit(ctx):
+    d = small_daemon(ctx)
+    rc = d.stop()
+    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
+    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+
+
 # --- the command line ---------------------------------------------------------
 
 def run_porterd(ctx, args, what):
@@ -702,6 +1853,36 @@ def t_check_bad_table_kind(ctx):
     check(f"porterd: {table}:3: ".encode() in r.stderr,
           f"stderr {r.stderr!r} does not name {table}:3")
     check(b"wizard" in r.stderr, f"stderr {r.stderr!r} does not name the kind")
+
+
+def check_config_error(ctx, name, maildir="mail/%d/%u", extra=(), message=""):
+    conf = ctx.path(f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(config_text(9, False, maildir=maildir, extra=extra))
+    r = run_porterd(ctx, ["-t", "-c", conf], f"-t {name}")
+    check_eq(r.returncode, 1, f"exit status (stdout {r.stdout!r})")
+    check(f"porterd: {conf}:".encode() in r.stderr and message.encode() in r.stderr,
+          f"stderr {r.stderr!r} does not name {conf} and say {message!r}")
+
+
+def t_check_maildir_without_u(ctx):
+    check_config_error(ctx, "maildir-no-u", maildir="mail/%d",
+                       message="maildir: the template has no %u")
+
+
+def t_check_maildir_bad_escape(ctx):
+    check_config_error(ctx, "maildir-escape", maildir="mail/%x/%u",
+                       message="maildir: unknown escape '%x'")
+
+
+def t_check_max_message_size_small(ctx):
+    check_config_error(ctx, "size-1023", extra=["max_message_size 1023"],
+                       message="max_message_size: '1023' is not a number from 1024")
+
+
+def t_check_max_recipients_zero(ctx):
+    check_config_error(ctx, "rcpts-0", extra=["max_recipients 0"],
+                       message="max_recipients: '0' is not a number from 1")
 
 
 def t_check_missing_file(ctx):
@@ -929,6 +2110,51 @@ def main():
     return 1 if runner.failed else 0
 
 
+def run_mail(ctx, runner):
+    r = runner.run
+    for name, prelude, data, want in MAIL_DIALOGUE:
+        r(name, t_mail_dialogue, ctx, prelude, data, want)
+    if shutil.which("swaks"):
+        r("swaks_plain", t_swaks_plain, ctx)
+        r("swaks_helo", t_swaks_helo, ctx)
+        r("swaks_pipeline", t_swaks_pipeline, ctx)
+        r("swaks_8bit", t_swaks_8bit, ctx)
+        r("swaks_list", t_swaks_list, ctx)
+        r("swaks_unknown_user", t_swaks_unknown, ctx)
+        r("swaks_relay_denied", t_swaks_relay, ctx)
+    else:
+        for name in ("swaks_plain", "swaks_helo", "swaks_pipeline", "swaks_8bit",
+                     "swaks_list", "swaks_unknown_user", "swaks_relay_denied"):
+            runner.skip(name, "swaks is not installed")
+    r("smtplib_two_recipients", t_smtplib_two_recipients, ctx)
+    r("smtplib_dot_lines", t_smtplib_dot_lines, ctx)
+    r("smtplib_recipients_refused", t_smtplib_refused, ctx)
+    r("smtplib_8bitmime", t_smtplib_8bitmime, ctx)
+    r("smtplib_smtputf8", t_smtplib_smtputf8, ctx)
+    r("data_dot_stuffing", t_data_dot_stuffing, ctx)
+    r("data_end_split", t_data_end_split, ctx)
+    r("data_smuggling_refused", t_data_smuggling, ctx)
+    r("data_long_line", t_data_long_line, ctx)
+    r("large_message", t_large_message, ctx)
+    r("default_max_recipients", t_default_max_recipients, ctx)
+    r("rset_between_transactions", t_rset_between, ctx)
+    r("pipelined_transactions", t_pipelined_transactions, ctx)
+    r("many_messages_one_session", t_many_in_one_session, ctx)
+    r("concurrent_senders", t_concurrent_senders, ctx)
+    r("oversize_refused_in_sync", t_oversize, ctx)
+    r("too_many_recipients", t_too_many_recipients, ctx)
+    r("delivery_failure_undone", t_delivery_failure_undone, ctx)
+    r("rcpt_skip_log_escaped", t_rcpt_skip_log_escaped, ctx)
+    r("abrupt_during_data", t_abrupt_during_data, ctx)
+    r("half_close_after_data", t_half_close_after_data, ctx)
+    if ctx.ipv6:
+        r("ipv6_mail", t_ipv6_mail, ctx)
+    else:
+        runner.skip("ipv6_mail", ctx.ipv6_problem)
+    r("sigterm_during_data", t_sigterm_during_data, ctx)
+    r("crash_before_link", t_crash_before_link, ctx)
+
+
 def run_all(ctx, runner):
     r = runner.run
     r("greeting", t_greeting, ctx)
@@ -946,6 +2172,7 @@ def run_all(ctx, runner):
     r("half_close", t_half_close, ctx)
     r("concurrent_200", t_concurrent_200, ctx)
     r("smtplib", t_smtplib, ctx)
+    run_mail(ctx, runner)
     if shutil.which("curl"):
         r("curl_vrfy", t_curl_vrfy, ctx)
         r("curl_expn", t_curl_expn, ctx)
@@ -961,6 +2188,10 @@ def run_all(ctx, runner):
     r("check_unknown_directive", t_check_unknown_directive, ctx)
     r("check_bad_table_kind", t_check_bad_table_kind, ctx)
     r("check_missing_config", t_check_missing_file, ctx)
+    r("check_maildir_without_u", t_check_maildir_without_u, ctx)
+    r("check_maildir_bad_escape", t_check_maildir_bad_escape, ctx)
+    r("check_max_message_size_too_small", t_check_max_message_size_small, ctx)
+    r("check_max_recipients_zero", t_check_max_recipients_zero, ctx)
     r("version", t_version, ctx)
     r("bad_option", t_bad_option, ctx)
     r("second_daemon_same_port", t_second_daemon_same_port, ctx)
@@ -968,6 +2199,8 @@ def run_all(ctx, runner):
     r("sigint_stalled_client", t_sigint_stalled_client, ctx)
     r("fd_exhaustion_recovers", t_fd_exhaustion_recovers, ctx)
     r("daemon_exits_0_on_sigterm", t_main_daemon_exit, ctx)
+    r("small_daemon_exits_0", t_small_daemon_exit, ctx)
+    r("mail_ledger", t_mail_ledger, ctx)
     r("log_well_formed", t_main_log_well_formed, ctx)
 
 

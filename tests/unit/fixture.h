@@ -6,11 +6,17 @@
 #ifndef PORTERD_FIXTURE_H
 #define PORTERD_FIXTURE_H
 
+/* nftw() and FTW_DEPTH are X/Open; this header comes before any other. */
+#define _XOPEN_SOURCE 700
+
 #include "testutil.h"
 
 #include "porterd/config.h"
 #include "porterd/directory.h"
 #include "porterd/log.h"
+
+#include <ftw.h>
+#include <sys/stat.h>
 
 static const char fixture_table[] =
 	"# the cast of RFC 821 section 3.3, and a few more\n"
@@ -31,20 +37,27 @@ static const char fixture_table[] =
 	"bob                 forward  bob@elsewhere.example\n"
 	"alice               moved    alice@newco.example\n";
 
+/* Where the fixture's Maildirs go: a new temporary directory each time. */
+static char fixture_mail_root[64];
+
 /* A config for domains example.test and example.org with the fixture
- * table; modes replaces the default "vrfy on\nexpn on\n". Logging is
- * kept to errors so the suites' output stays readable. */
+ * table and Maildirs under fixture_mail_root; modes replaces the default
+ * "vrfy on\nexpn on\n". Logging is kept to errors so the suites' output
+ * stays readable. */
 static inline struct config *fixture_config(const char *modes, char **table_path_r)
 {
 	char text[2048], err[512];
 	struct config *cfg = NULL;
 	char *table = write_temp_file(fixture_table);
 
+	snprintf(fixture_mail_root, sizeof(fixture_mail_root), "/tmp/porterd-mail-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(fixture_mail_root));
 	snprintf(text, sizeof(text),
 		 "hostname mail.example.test\n"
 		 "domains example.test example.org\n"
-		 "directory table %s\n%s",
-		 table, modes != NULL ? modes : "vrfy on\nexpn on\n");
+		 "directory table %s\n"
+		 "maildir %s/%%d/%%u\n%s",
+		 table, fixture_mail_root, modes != NULL ? modes : "vrfy on\nexpn on\n");
 	log_init(LOG_LEVEL_ERR, stderr);
 	if (config_parse(text, strlen(text), "fixture.conf", &cfg, err, sizeof(err)) < 0)
 		ck_abort_msg("fixture config: %s", err);
@@ -54,12 +67,20 @@ static inline struct config *fixture_config(const char *modes, char **table_path
 	return cfg;
 }
 
+static inline int fixture_remove_one(const char *path, const struct stat *st,
+				     int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
 static inline void fixture_free(struct config **cfg, char **table_path)
 {
 	config_unref(cfg);
 	unlink(*table_path);
 	free(*table_path);
 	*table_path = NULL;
+	nftw(fixture_mail_root, fixture_remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

@@ -10,11 +10,14 @@
 
 #include "porterd/config.h"
 #include "porterd/directory.h"
+#include "porterd/policy.h"
 
 #define PATH "conf/porterd.conf"
 #define P PATH ":"
 #define BASE "hostname mx.example.org\ndirectory table aliases.table\n"
 #define DEFAULT_LISTEN "0.0.0.0:25 [::]:25"
+#define DEFAULT_TRUSTED "127.0.0.0/8 ::1/128"
+#define DEFAULT_PUBLIC "postmaster hostmaster abuse"
 
 /* Texts may hold NUL bytes, so each row carries its length. */
 #define TEXT(t) (t), sizeof(t) - 1
@@ -23,7 +26,8 @@ struct ok_row {
 	const char *text;
 	size_t len;
 	/* Expected fields; NULL means the default for BASE. Lists are joined
-	 * with spaces, directories as "type|args|line" joined with ";". */
+	 * with spaces, directories as "type|args|line" joined with ";",
+	 * networks as net_format() writes them. */
 	const char *listen;
 	const char *hostname;
 	const char *banner;
@@ -31,6 +35,11 @@ struct ok_row {
 	const char *dirs;
 	const char *vrfy;
 	const char *expn;
+	const char *maildir;
+	uint64_t max_message_size;	/* 0: the default */
+	uint64_t max_recipients;	/* 0: the default */
+	const char *trusted;
+	const char *public_addrs;
 };
 
 static const struct ok_row ok_rows[] = {
@@ -98,6 +107,39 @@ static const struct ok_row ok_rows[] = {
 	{ TEXT("hostname mx.example.org\ndirectory STATIC\n"
 	       "directory nosuchtype whatever you like\n"),
 	  .dirs = "static||2;nosuchtype|whatever you like|3" },
+	/* mail acceptance: sizes with suffixes, relative maildir templates */
+	{ TEXT(BASE "maildir /srv/mail/%d/%u\nmax_message_size 2048\nmax_recipients 7\n"),
+	  .dirs = "table|aliases.table|2", .maildir = "/srv/mail/%d/%u",
+	  .max_message_size = 2048, .max_recipients = 7 },
+	{ TEXT(BASE "maildir mail/%u%%x\nmax_message_size 1k\n"),
+	  .dirs = "table|aliases.table|2", .maildir = "conf/mail/%u%%x",
+	  .max_message_size = 1024 },
+	{ TEXT(BASE "max_message_size 50M\nmax_recipients 100000\n"),
+	  .dirs = "table|aliases.table|2", .max_message_size = 50 * 1048576,
+	  .max_recipients = 100000 },
+	{ TEXT(BASE "max_message_size 1g\n"),
+	  .dirs = "table|aliases.table|2", .max_message_size = 1073741824 },
+	/* trusted: addresses are /32 or /128, host bits are cleared, IPv6
+	 * may be bracketed, mapped IPv4 blocks become IPv4 */
+	{ TEXT(BASE "trusted 10.0.0.0/8 192.0.2.1 2001:DB8::/32 [::1] 10.1.2.3/16\n"),
+	  .dirs = "table|aliases.table|2",
+	  .trusted = "10.0.0.0/8 192.0.2.1/32 2001:db8::/32 ::1/128 10.1.0.0/16" },
+	{ TEXT(BASE "trusted\t[2001:db8::1]/64  ::ffff:172.16.0.0/108 # lab\n"),
+	  .dirs = "table|aliases.table|2",
+	  .trusted = "2001:db8::/64 172.16.0.0/12" },
+	{ TEXT(BASE "trusted 0.0.0.0/0 ::/0\n"), .dirs = "table|aliases.table|2",
+	  .trusted = "0.0.0.0/0 ::/0" },
+	/* "none" alone trusts nobody */
+	{ TEXT(BASE "trusted none\n"), .dirs = "table|aliases.table|2", .trusted = "" },
+	{ TEXT(BASE "trusted None\n"), .dirs = "table|aliases.table|2", .trusted = "" },
+	/* public: stored lowercase, local parts and full addresses */
+	{ TEXT(BASE "public Postmaster abuse@Example.ORG a.b+c_d-e\n"),
+	  .dirs = "table|aliases.table|2",
+	  .public_addrs = "postmaster abuse@example.org a.b+c_d-e" },
+	{ TEXT(BASE "public postmaster\n"), .dirs = "table|aliases.table|2",
+	  .public_addrs = "postmaster" },
+	{ TEXT(BASE "public !#$%&'*+-/=?^_`{|}~@x\n"),
+	  .dirs = "table|aliases.table|2", .public_addrs = "!#$%&'*+-/=?^_`{|}~@x" },
 	/* '#' inside a word is not a comment */
 	{ TEXT(BASE "banner a#b\n"), .banner = "a#b",
 	  .dirs = "table|aliases.table|2" },
@@ -138,6 +180,74 @@ static const struct err_row err_rows[] = {
 	{ TEXT("expn 252\n"), P "1: expn: expected on or off, got '252'" },
 	{ TEXT("expn\n"), P "1: expn: missing value" },
 	{ TEXT("expn on\n\nexpn on\n"), P "3: 'expn' given twice (first on line 1)" },
+	/* mail acceptance */
+	{ TEXT("maildir /var/mail/%d\n"), P "1: maildir: the template has no %u" },
+	{ TEXT("maildir /var/mail/%x/%u\n"),
+	  P "1: maildir: unknown escape '%x' (known: %u, %d, %%)" },
+	{ TEXT("maildir /var/mail/%u%\n"),
+	  P "1: maildir: unknown escape '% ' (known: %u, %d, %%)" },
+	{ TEXT("maildir a b\n"), P "1: maildir: expected one value, got 'a b'" },
+	{ TEXT("max_message_size 1023\n"),
+	  P "1: max_message_size: '1023' is not a number from 1024 to 1099511627776" },
+	{ TEXT("max_message_size 2t\n"), P "1: max_message_size: '2t' is not a number" },
+	{ TEXT("max_message_size k\n"),
+	  P "1: max_message_size: 'k' is not a number from 1024 to 1099511627776" },
+	{ TEXT("max_message_size 99999999999999999999999\n"),
+	  P "1: max_message_size: '99999999999999999999999' is not a number" },
+	{ TEXT("max_message_size 2048g\n"),
+	  P "1: max_message_size: '2048g' is not a number from 1024 to 1099511627776" },
+	{ TEXT("max_recipients 0\n"),
+	  P "1: max_recipients: '0' is not a number from 1 to 100000" },
+	{ TEXT("max_recipients -1\n"), P "1: max_recipients: '-1' is not a number" },
+	/* trusted */
+	{ TEXT("trusted\n"), P "1: trusted: missing value" },
+	{ TEXT("trusted # 10.0.0.0/8\n"), P "1: trusted: missing value" },
+	{ TEXT("trusted 10.0.0.0/33\n"),
+	  P "1: trusted: '10.0.0.0/33' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted 127.0.0.1 ::1/129\n"),
+	  P "1: trusted: '::1/129' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted localhost\n"),
+	  P "1: trusted: 'localhost' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted /8\n"),
+	  P "1: trusted: '/8' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted 10.0.0.0/\n"),
+	  P "1: trusted: '10.0.0.0/' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted [127.0.0.1]\n"),
+	  P "1: trusted: '[127.0.0.1]' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted 10.0.0.0/8,192.0.2.0/24\n"),
+	  P "1: trusted: '10.0.0.0/8,192.0.2.0/24' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted none 10.0.0.0/8\n"),
+	  P "1: trusted: 'none' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted 10.0.0.0/8 none\n"),
+	  P "1: trusted: 'none' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted 10.\x01.0.0\n"),
+	  P "1: trusted: '10.?.0.0' is not a network (ADDR or ADDR/PREFIX)" },
+	{ TEXT("trusted ::1\ntrusted 10.0.0.0/8\n"),
+	  P "2: 'trusted' given twice (first on line 1)" },
+	/* public */
+	{ TEXT("public\n"), P "1: public: missing value" },
+	{ TEXT("public <postmaster>\n"),
+	  P "1: public: '<postmaster>' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public abuse a..b\n"),
+	  P "1: public: 'a..b' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public .a\n"),
+	  P "1: public: '.a' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public a.@example.org\n"),
+	  P "1: public: 'a.@example.org' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public @example.org\n"),
+	  P "1: public: '@example.org' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public postmaster@\n"),
+	  P "1: public: 'postmaster@' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public a@b@example.org\n"),
+	  P "1: public: 'a@b@example.org' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public abuse@bad_domain\n"),
+	  P "1: public: 'abuse@bad_domain' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public \"postmaster\"\n"),
+	  P "1: public: '\"postmaster\"' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public caf\xc3\xa9\n"),
+	  P "1: public: 'caf?" "?' is not a local part or address (LOCAL or LOCAL@DOMAIN)" },
+	{ TEXT("public abuse\npublic postmaster\n"),
+	  P "2: 'public' given twice (first on line 1)" },
 	/* listen */
 	{ TEXT("listen 127.0.0.1\n"), P "1: listen: '127.0.0.1' has no port" },
 	{ TEXT("listen 127.0.0.1:\n"), P "1: listen: '127.0.0.1:' has no port" },
@@ -240,6 +350,22 @@ static void join_dirs(char *buf, size_t size, const struct config *cfg)
 	}
 }
 
+static void join_nets(char *buf, size_t size, const struct net *v, size_t n)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char net[NET_TEXT_MAX];
+		int w;
+
+		ck_assert(net_format(&v[i], net, sizeof(net)));
+		w = snprintf(buf + used, size - used, "%s%s", i ? " " : "", net);
+		ck_assert(w >= 0 && (size_t)w < size - used);
+		used += (size_t)w;
+	}
+}
+
 static const char *or_default(const char *s, const char *def)
 {
 	return s != NULL ? s : def;
@@ -259,6 +385,16 @@ static void check_fields(const struct config *cfg, const struct ok_row *r)
 	ck_assert_str_eq(buf, r->dirs);
 	ck_assert_str_eq(config_vrfy_name(cfg->vrfy), or_default(r->vrfy, "252"));
 	ck_assert_str_eq(config_expn_name(cfg->expn), or_default(r->expn, "off"));
+	ck_assert_str_eq(cfg->maildir, or_default(r->maildir, "/var/mail/%d/%u"));
+	ck_assert_uint_eq(cfg->max_message_size,
+			  r->max_message_size ? r->max_message_size : 10485760);
+	ck_assert_uint_eq(cfg->max_recipients,
+			  r->max_recipients ? r->max_recipients : 100);
+	join_nets(buf, sizeof(buf), cfg->trusted, cfg->ntrusted);
+	ck_assert_str_eq(buf, or_default(r->trusted, DEFAULT_TRUSTED));
+	ck_assert(cfg->ntrusted > 0 || cfg->trusted == NULL);
+	join_strings(buf, sizeof(buf), cfg->public_addrs, cfg->npublic);
+	ck_assert_str_eq(buf, or_default(r->public_addrs, DEFAULT_PUBLIC));
 	ck_assert_uint_eq(cfg->refs, 1);
 	ck_assert_ptr_null(cfg->dir);
 }
@@ -370,6 +506,73 @@ START_TEST(test_domains_max)
 	ck_assert_int_eq(parse_str(text, &cfg, err, sizeof(err)), -1);
 	ck_assert_str_eq(err, P "3: domains: more than 256 domains");
 	free(words);
+}
+END_TEST
+
+START_TEST(test_trusted_max)
+{
+	char err[256];
+	struct config *cfg;
+	char *words = repeat_lines("::%d ", CONFIG_TRUSTED_MAX, "");
+	char text[CONFIG_LINE_MAX];
+
+	snprintf(text, sizeof(text), BASE "trusted %s\n", words);
+	ck_assert_msg(parse_str(text, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg->ntrusted, CONFIG_TRUSTED_MAX);
+	ck_assert_uint_eq(cfg->trusted[255].prefix, 128);
+	ck_assert_uint_eq(cfg->trusted[255].addr[14], 0x02);
+	ck_assert_uint_eq(cfg->trusted[255].addr[15], 0x56);
+	config_unref(&cfg);
+	free(words);
+
+	words = repeat_lines("::%d ", CONFIG_TRUSTED_MAX + 1, "");
+	snprintf(text, sizeof(text), BASE "trusted %s\n", words);
+	ck_assert_int_eq(parse_str(text, &cfg, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, P "3: trusted: more than 256 networks");
+	free(words);
+}
+END_TEST
+
+START_TEST(test_public_max)
+{
+	char err[256];
+	struct config *cfg;
+	char *words = repeat_lines("P%d ", CONFIG_PUBLIC_MAX, "");
+	char text[CONFIG_LINE_MAX];
+
+	snprintf(text, sizeof(text), BASE "public %s\n", words);
+	ck_assert_msg(parse_str(text, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg->npublic, CONFIG_PUBLIC_MAX);
+	ck_assert_str_eq(cfg->public_addrs[0], "p1");
+	ck_assert_str_eq(cfg->public_addrs[255], "p256");
+	config_unref(&cfg);
+	free(words);
+
+	words = repeat_lines("p%d ", CONFIG_PUBLIC_MAX + 1, "");
+	snprintf(text, sizeof(text), BASE "public %s\n", words);
+	ck_assert_int_eq(parse_str(text, &cfg, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, P "3: public: more than 256 addresses");
+	free(words);
+}
+END_TEST
+
+/* A local part of 64 octets is the longest a public entry may name. */
+START_TEST(test_public_lengths)
+{
+	char l64[65], text[256], expect[256], err[256];
+	struct config *cfg;
+
+	memset(l64, 'a', 64), l64[64] = '\0';
+	snprintf(text, sizeof(text), BASE "public %s@x.example\n", l64);
+	ck_assert_msg(parse_str(text, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(strlen(cfg->public_addrs[0]), 64 + strlen("@x.example"));
+	config_unref(&cfg);
+
+	snprintf(text, sizeof(text), BASE "public a%s\n", l64);
+	ck_assert_int_eq(parse_str(text, &cfg, err, sizeof(err)), -1);
+	snprintf(expect, sizeof(expect), P "3: public: 'a%s' is not a local "
+		 "part or address (LOCAL or LOCAL@DOMAIN)", l64);
+	ck_assert_str_eq(err, expect);
 }
 END_TEST
 
@@ -655,6 +858,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_listen_max);
 	tcase_add_test(tc, test_directories_max);
 	tcase_add_test(tc, test_domains_max);
+	tcase_add_test(tc, test_trusted_max);
+	tcase_add_test(tc, test_public_max);
+	tcase_add_test(tc, test_public_lengths);
 	tcase_add_test(tc, test_domain_lengths);
 	tcase_add_test(tc, test_line_max);
 	tcase_add_test(tc, test_default_hostname);

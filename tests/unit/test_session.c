@@ -5,12 +5,16 @@
  */
 #include "fixture.h"
 
+#include <dirent.h>
+
+#include "porterd/delivery.h"
 #include "porterd/session.h"
 
 static struct capture cap;
 static struct config *cfg;
 static char *table_path;
 static struct session *sess;
+static struct delivery *delivery;
 static int resumes;
 
 static void on_resume(void *arg)
@@ -18,6 +22,8 @@ static void on_resume(void *arg)
 	(void)arg;
 	resumes++;
 }
+
+static const char *client = "192.0.2.1";	/* untrusted by default */
 
 static struct session *start_session(const char *extra)
 {
@@ -27,7 +33,9 @@ static struct session *start_session(const char *extra)
 	io.sink = capture_sink(&cap);
 	io.arg = NULL;
 	resumes = 0;
-	sess = session_new(cfg, "192.0.2.1", &io);
+	delivery = delivery_new(NULL, cfg->maildir, 0);	/* synchronous */
+	ck_assert_ptr_nonnull(delivery);
+	sess = session_new(cfg, delivery, client, &io);
 	ck_assert_ptr_nonnull(sess);
 	session_start(sess);
 	ck_assert_str_eq(cap.buf, "220 mail.example.test ESMTP porterd\r\n");
@@ -40,6 +48,7 @@ static void end_session(void)
 {
 	session_free(&sess);
 	ck_assert_ptr_null(sess);
+	delivery_free(&delivery);
 	fixture_free(&cfg, &table_path);
 }
 
@@ -91,7 +100,7 @@ static const struct {
 	{ "VRFY <>\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
 	{ "VRFY <jones\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
 	{ "VRFY j\xc3\xb6rg\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
-	{ "VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	{ "VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", "550 5.1.1 <j\xc3\xb6rg@example.test>: no such user here\r\n" },
 	/* RFC 821 section 3.3, example 4, and the rest of EXPN */
 	{ "EXPN Example-People\r\n",
 	  "250-2.1.5 Fred Jones <jones@example.test>\r\n"
@@ -131,12 +140,13 @@ static const struct {
 	{ "noop anything at all\r\n", "250 2.0.0 Ok\r\n" },
 	{ "RSET\r\n", "250 2.0.0 Ok\r\n" },
 	{ "RSET now\r\n", "501 5.5.4 Syntax: RSET\r\n" },
-	{ "HELP\r\n", "214-2.0.0 Commands: HELO EHLO VRFY EXPN NOOP RSET HELP QUIT\r\n"
+	{ "HELP\r\n", "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA VRFY EXPN NOOP RSET HELP QUIT\r\n"
 		      "214 2.0.0 End of HELP info; see porterd(8)\r\n" },
 	{ "QUIT now\r\n", "501 5.5.4 Syntax: QUIT\r\n" },
-	{ "MAIL FROM:<a@example.test>\r\n", "502 5.5.1 MAIL command not implemented\r\n" },
-	{ "RCPT TO:<jones@example.test>\r\n", "502 5.5.1 RCPT command not implemented\r\n" },
-	{ "DATA\r\n", "502 5.5.1 DATA command not implemented\r\n" },
+	{ "MAIL FROM:<a@example.test>\r\n", "503 5.5.1 Error: send HELO/EHLO first\r\n" },
+	{ "RCPT TO:<jones@example.test>\r\n", "503 5.5.1 Error: need MAIL command\r\n" },
+	{ "DATA\r\n", "503 5.5.1 Error: need RCPT command\r\n" },
+	{ "VRFY j\xc3\xb6rg SMTPUTF8\r\n", "550 5.1.1 <j\xc3\xb6rg>: no such user here\r\n" },
 	{ "XYZZY\r\n", "500 5.5.2 Error: command not recognized\r\n" },
 	{ "\r\n", "500 5.5.2 Error: command not recognized\r\n" },
 	{ "VRFY jo\rnes\r\n", "500 5.5.2 Error: control characters in command\r\n" },
@@ -158,6 +168,9 @@ START_TEST(test_ehlo_advertises)
 		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
 		 "250-ENHANCEDSTATUSCODES\r\n"
 		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
 		 "250-VRFY\r\n"
 		 "250-EXPN\r\n"
 		 "250 HELP\r\n");
@@ -166,6 +179,9 @@ START_TEST(test_ehlo_advertises)
 		 "250-mail.example.test Hello [192.0.2.1] [192.0.2.1]\r\n"
 		 "250-ENHANCEDSTATUSCODES\r\n"
 		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
 		 "250-VRFY\r\n"
 		 "250-EXPN\r\n"
 		 "250 HELP\r\n");
@@ -180,6 +196,9 @@ START_TEST(test_disabled_not_advertised)
 		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
 		 "250-ENHANCEDSTATUSCODES\r\n"
 		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
 		 "250 HELP\r\n");
 	exchange("VRFY jones\r\n", "502 5.5.1 VRFY command is disabled\r\n");
 	exchange("EXPN example-people\r\n", "502 5.5.1 EXPN command is disabled\r\n");
@@ -196,6 +215,9 @@ START_TEST(test_vrfy_252_reveals_nothing)
 		 "250-mail.example.test Hello client.example [192.0.2.1]\r\n"
 		 "250-ENHANCEDSTATUSCODES\r\n"
 		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
 		 "250-VRFY\r\n"
 		 "250-EXPN\r\n"
 		 "250 HELP\r\n");
@@ -203,6 +225,53 @@ START_TEST(test_vrfy_252_reveals_nothing)
 	exchange("VRFY Nobody\r\n", generic);
 	exchange("VRFY Smith\r\n", generic);
 	exchange("VRFY\r\n", "501 5.5.4 Syntax: VRFY address\r\n");
+	/* registries verify the role addresses: those get the truth */
+	exchange("VRFY postmaster\r\n", "250 2.1.5 Postmaster <postmaster@example.test>\r\n");
+	exchange("VRFY <PostMaster@example.org>\r\n", "250 2.1.5 Postmaster <postmaster@example.org>\r\n");
+	exchange("VRFY abuse\r\n", "550 5.1.1 <abuse>: no such user here\r\n");
+	exchange("VRFY postmaster@elsewhere.example\r\n",
+		 "550 5.1.2 <postmaster@elsewhere.example>: domain is not local here\r\n");
+	end_session();
+}
+END_TEST
+
+/* A trusted client gets the truth whatever the modes for strangers. */
+START_TEST(test_trusted_client_gets_truth)
+{
+	client = "127.0.0.1";
+	start_session("vrfy 252\nexpn off\n");
+	client = "192.0.2.1";
+	exchange("EHLO c.example\r\n",
+		 "250-mail.example.test Hello c.example [127.0.0.1]\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n"
+		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
+		 "250-VRFY\r\n"
+		 "250-EXPN\r\n"
+		 "250 HELP\r\n");
+	exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	exchange("EXPN loop-a\r\n", "250-2.1.5 Quincy Smith <qsmith@example.test>\r\n"
+				     "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
+START_TEST(test_untrusted_ipv6_and_trusted_list)
+{
+	client = "2001:db8::1";
+	start_session("vrfy off\nexpn off\ntrusted 192.0.2.0/24 2001:db8::/64\n");
+	client = "192.0.2.1";
+	exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+
+	client = "2001:db8:1::1";
+	start_session("vrfy off\nexpn off\ntrusted 192.0.2.0/24 2001:db8::/64\n");
+	client = "192.0.2.1";
+	/* off means off: even the role addresses */
+	exchange("VRFY postmaster\r\n", "502 5.5.1 VRFY command is disabled\r\n");
+	exchange("EXPN all-staff\r\n", "502 5.5.1 EXPN command is disabled\r\n");
 	end_session();
 }
 END_TEST
@@ -320,6 +389,9 @@ START_TEST(test_pipelined_group_in_order)
 		 "250-mail.example.test Hello c.example [192.0.2.1]\r\n"
 		 "250-ENHANCEDSTATUSCODES\r\n"
 		 "250-PIPELINING\r\n"
+		 "250-SIZE 10485760\r\n"
+		 "250-8BITMIME\r\n"
+		 "250-SMTPUTF8\r\n"
 		 "250-VRFY\r\n"
 		 "250-EXPN\r\n"
 		 "250 HELP\r\n"
@@ -476,7 +548,7 @@ START_TEST(test_free_while_waiting)
 	/* the answer arrives after the client left: nothing is sent */
 	late_answer(DIR_NOTFOUND);
 	ck_assert_str_eq(cap.buf, "");
-	fixture_free(&cfg, &table_path);
+	end_session();
 }
 END_TEST
 
@@ -493,6 +565,266 @@ START_TEST(test_timeout_while_waiting)
 }
 END_TEST
 
+
+/* --- mail transactions ------------------------------------------------------ */
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* How many messages a Maildir has in new/; the first one's text in buf. */
+static int maildir_messages(const char *mailbox, char *buf, size_t size)
+{
+	char dir[256], path[512];
+	struct dirent *de;
+	int count = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/%s/new", fixture_mail_root, mailbox);
+	buf[0] = '\0';
+	d = opendir(dir);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		FILE *f;
+		size_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (count++ > 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		n = fread(buf, 1, size - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+	}
+	closedir(d);
+	return count;
+}
+
+/* Feed input; the reply must be want, except that "<ID>" in want matches
+ * the queue id (17 hex digits). */
+static void exchange_queued(const char *input, const char *want)
+{
+	const char *id = strstr(want, "<ID>");
+	size_t used = session_feed(sess, input, strlen(input));
+
+	ck_assert_uint_eq(used, strlen(input));
+	ck_assert_ptr_nonnull(id);
+	ck_assert_msg(strncmp(cap.buf, want, (size_t)(id - want)) == 0, "got '%s'", cap.buf);
+	ck_assert_msg(strspn(cap.buf + (id - want), "0123456789ABCDEF") == 17, "id in '%s'", cap.buf);
+	ck_assert_str_eq(cap.buf + (id - want) + 17, id + 4);
+	cap.len = 0;
+	cap.buf[0] = '\0';
+}
+
+START_TEST(test_mail_delivered)
+{
+	char text[4096];
+	const char *p;
+
+	start_session(NULL);
+	exchange("EHLO c.example\r\n", cap.buf);	/* skip the EHLO lines */
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange("MAIL FROM:<sender@remote.example>\r\n", "250 2.1.0 Ok\r\n");
+	exchange("MAIL FROM:<x@remote.example>\r\n", "503 5.5.1 Error: nested MAIL command\r\n");
+	exchange("RCPT TO:<Jones@Example.TEST>\r\n", "250 2.1.5 Ok\r\n");
+	/* VRFY, EXPN, NOOP and HELP leave the transaction as it is */
+	exchange("VRFY qsmith\r\n", "250 2.1.5 Quincy Smith <qsmith@example.test>\r\n");
+	exchange("NOOP\r\n", "250 2.0.0 Ok\r\n");
+	exchange("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	exchange_queued("Subject: hello\r\n\r\nfirst line\r\n..stuffed\r\n.\r\n",
+			"250 2.0.0 Ok: queued as <ID>\r\n");
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 1);
+	ck_assert_int_eq(maildir_messages("example.test/qsmith", text + 2048, 2048), 0);
+	ck_assert_msg(starts_with(text, "Return-Path: <sender@remote.example>\r\n"
+				  "Received: from c.example ([192.0.2.1])\r\n"
+				  "\tby mail.example.test (porterd) with ESMTP id "), "%s", text);
+	p = strstr(text, "\r\n\tfor <jones@example.test>;\r\n\t");
+	ck_assert_ptr_nonnull(p);
+	p = strstr(p, "\r\nSubject: hello\r\n\r\nfirst line\r\n.stuffed\r\n");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p, "\r\nSubject: hello\r\n\r\nfirst line\r\n.stuffed\r\n");
+	/* the transaction is over: a new one may start */
+	exchange("RCPT TO:<jones@example.test>\r\n", "503 5.5.1 Error: need MAIL command\r\n");
+	end_session();
+}
+END_TEST
+
+static const struct {
+	const char *input, *reply;
+} mail_rows[] = {
+	{ "MAIL FROM:<>\r\n", "250 2.1.0 Ok\r\n" },
+	{ "mail from: <a@remote.example> BODY=8BITMIME SIZE=1000\r\n", "250 2.1.0 Ok\r\n" },
+	{ "MAIL FROM:<a@remote.example> SMTPUTF8\r\n", "250 2.1.0 Ok\r\n" },
+	{ "MAIL FROM:<a@remote.example> SIZE=10485761\r\n", "552 5.3.4 Message size exceeds fixed limit\r\n" },
+	{ "MAIL FROM:<a@remote.example> RET=FULL\r\n", "555 5.5.4 Unsupported parameter\r\n" },
+	{ "MAIL FROM:<a@remote.example> BODY=9BIT\r\n", "501 5.5.4 Bad parameter value\r\n" },
+	{ "MAIL FROM:a@remote.example\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>\r\n" },
+	{ "MAIL TO:<a@remote.example>\r\n", "501 5.5.4 Syntax: MAIL FROM:<address>\r\n" },
+	{ "MAIL FROM:<a..b@remote.example>\r\n", "501 5.1.7 Bad sender address syntax\r\n" },
+	{ "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@remote.example>\r\n",
+	  "553 5.1.7 Sender address too long\r\n" },
+	{ "MAIL FROM:<j\xc3\xb6rg@remote.example>\r\n",
+	  "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	{ "MAIL FROM:<j\xc3\xb6rg@remote.example> SMTPUTF8\r\n", "250 2.1.0 Ok\r\n" },
+};
+
+START_TEST(test_mail_rows)
+{
+	start_session(NULL);
+	exchange("HELO c.example\r\n", "250 mail.example.test\r\n");
+	exchange(mail_rows[_i].input, mail_rows[_i].reply);
+	end_session();
+}
+END_TEST
+
+static const struct {
+	const char *input, *reply;
+} rcpt_rows[] = {
+	{ "RCPT TO:<jones@example.test>\r\n", "250 2.1.5 Ok\r\n" },
+	{ "RCPT TO:<jones@example.org>\r\n", "250 2.1.5 Ok\r\n" },
+	{ "RCPT TO:<postmaster>\r\n", "250 2.1.5 Ok\r\n" },
+	{ "RCPT TO:<example-people@example.test>\r\n", "250 2.1.5 Ok\r\n" },
+	{ "RCPT TO:<nobody@example.test>\r\n", "550 5.1.1 <nobody@example.test>: no such user here\r\n" },
+	{ "RCPT TO:<ghosts@example.test>\r\n", "550 5.1.1 <ghosts@example.test>: list has no local members here\r\n" },
+	{ "RCPT TO:<bob@example.test>\r\n", "551 5.1.6 User not local; please try <bob@elsewhere.example>\r\n" },
+	{ "RCPT TO:<alice@example.test>\r\n", "551 5.1.6 User not local; please try <alice@newco.example>\r\n" },
+	{ "RCPT TO:<jones@elsewhere.example>\r\n", "554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n" },
+	{ "RCPT TO:<@relay.example:jones@elsewhere.example>\r\n", "554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n" },
+	{ "RCPT TO:<>\r\n", "501 5.1.3 Bad recipient address syntax\r\n" },
+	{ "RCPT TO:<jones@example.test> NOTIFY=NEVER\r\n", "555 5.5.4 Unsupported parameter\r\n" },
+	{ "RCPT TO:jones@example.test\r\n", "501 5.5.4 Syntax: RCPT TO:<address>\r\n" },
+	{ "DATA\r\n", "554 5.5.1 Error: no valid recipients\r\n" },
+	{ "DATA now\r\n", "501 5.5.4 Syntax: DATA\r\n" },
+	{ "MAIL FROM:<b@remote.example>\r\n", "503 5.5.1 Error: nested MAIL command\r\n" },
+};
+
+START_TEST(test_rcpt_rows)
+{
+	start_session(NULL);
+	exchange("HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n");
+	exchange(rcpt_rows[_i].input, rcpt_rows[_i].reply);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_list_recipient_fans_out)
+{
+	char text[4096];
+
+	start_session(NULL);
+	exchange("HELO c.example\r\nMAIL FROM:<>\r\nRCPT TO:<all-staff@example.test>\r\n"
+		 "RCPT TO:<jones@example.test>\r\nDATA\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+		 "354 End data with <CR><LF>.<CR><LF>\r\n");
+	exchange_queued("hi\r\n.\r\n", "250 2.0.0 Ok: queued as <ID>\r\n");
+	/* every local member once; remote members are not relayed */
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 1);
+	ck_assert_msg(starts_with(text, "Return-Path: <>\r\nReceived: from c.example ([192.0.2.1])\r\n"
+				  "\tby mail.example.test (porterd) with SMTP id "), "%s", text);
+	ck_assert_ptr_null(strstr(text, "\tfor <"));	/* several recipients */
+	ck_assert_int_eq(maildir_messages("example.test/smith", text, sizeof(text)), 1);
+	ck_assert_int_eq(maildir_messages("example.test/qsmith", text, sizeof(text)), 1);
+	ck_assert_int_eq(maildir_messages("example.test/postmaster", text, sizeof(text)), 1);
+	ck_assert_int_eq(maildir_messages("usc-isif.example/postel", text, sizeof(text)), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_rset_ends_transaction)
+{
+	char text[256];
+
+	start_session(NULL);
+	exchange("HELO c.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<jones@example.test>\r\n"
+		 "RSET\r\nDATA\r\nRCPT TO:<jones@example.test>\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n"
+		 "503 5.5.1 Error: need RCPT command\r\n503 5.5.1 Error: need MAIL command\r\n");
+	/* a new HELO ends a transaction too */
+	exchange("MAIL FROM:<a@remote.example>\r\nRCPT TO:<jones@example.test>\r\n"
+		 "HELO c.example\r\nDATA\r\n",
+		 "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 mail.example.test\r\n"
+		 "503 5.5.1 Error: need RCPT command\r\n");
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_max_recipients)
+{
+	start_session("vrfy on\nexpn on\nmax_recipients 2\n");
+	exchange("HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n"
+		 "RCPT TO:<jones@example.test>\r\nRCPT TO:<nobody@example.test>\r\n"
+		 "RCPT TO:<qsmith@example.test>\r\nRCPT TO:<anna@example.test>\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+		 "550 5.1.1 <nobody@example.test>: no such user here\r\n"
+		 "250 2.1.5 Ok\r\n452 4.5.3 Error: too many recipients\r\n");
+	end_session();
+}
+END_TEST
+
+/* A bare LF never ends the data: the commands after "<LF>.<LF>" are
+ * message text, and the whole message is refused (SMTP smuggling). */
+START_TEST(test_smuggling_refused)
+{
+	char text[256];
+
+	start_session(NULL);
+	exchange("HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n"
+		 "RCPT TO:<jones@example.test>\r\nDATA\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+		 "354 End data with <CR><LF>.<CR><LF>\r\n");
+	exchange("text\n.\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<qsmith@example.test>\r\n"
+		 "DATA\r\nforged\r\n.\r\nNOOP\r\n",
+		 "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF\r\n"
+		 "250 2.0.0 Ok\r\n");
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 0);
+	ck_assert_int_eq(maildir_messages("example.test/qsmith", text, sizeof(text)), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_oversize_refused_in_sync)
+{
+	char body[3100], text[256];
+
+	start_session("vrfy on\nexpn on\nmax_message_size 1k\n");
+	exchange("EHLO c.example\r\n", cap.buf);
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange("MAIL FROM:<a@remote.example>\r\nRCPT TO:<jones@example.test>\r\nDATA\r\n",
+		 "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+	/* 3000 octets in lines of 80, then the end, then a command */
+	memset(body, 'x', 3000);
+	for (size_t i = 78; i < 3000; i += 80)
+		memcpy(body + i, "\r\n", 2);
+	memcpy(body + 3000 - 8, "\r\n.\r\nNOOP\r\n", 12);
+	exchange(body, "552 5.3.4 Message size exceeds fixed limit\r\n250 2.0.0 Ok\r\n");
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_rcpt_tempfail)
+{
+	static const char input[] = "HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n"
+				    "RCPT TO:<nobody@example.test>\r\nNOOP\r\n";
+
+	start_session(NULL);
+	chain_late_then_table();
+	session_feed(sess, input, sizeof(input) - 1);
+	ck_assert(session_blocked(sess));
+	late_answer(DIR_TEMPFAIL);	/* the table does not know nobody */
+	ck_assert_str_eq(cap.buf, "250 mail.example.test\r\n250 2.1.0 Ok\r\n"
+				  "451 4.3.0 <nobody@example.test>: Temporary lookup failure\r\n");
+	end_session();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("session");
@@ -502,6 +834,8 @@ int main(void)
 	tcase_add_test(tc, test_ehlo_advertises);
 	tcase_add_test(tc, test_disabled_not_advertised);
 	tcase_add_test(tc, test_vrfy_252_reveals_nothing);
+	tcase_add_test(tc, test_trusted_client_gets_truth);
+	tcase_add_test(tc, test_untrusted_ipv6_and_trusted_list);
 	tcase_add_test(tc, test_quit_closes);
 	tcase_add_test(tc, test_timeout_and_shutdown);
 	tcase_add_test(tc, test_partial_line_waits);
@@ -515,6 +849,15 @@ int main(void)
 	tcase_add_test(tc, test_late_member_tempfail);
 	tcase_add_test(tc, test_free_while_waiting);
 	tcase_add_test(tc, test_timeout_while_waiting);
+	tcase_add_test(tc, test_mail_delivered);
+	tcase_add_loop_test(tc, test_mail_rows, 0, sizeof(mail_rows) / sizeof(mail_rows[0]));
+	tcase_add_loop_test(tc, test_rcpt_rows, 0, sizeof(rcpt_rows) / sizeof(rcpt_rows[0]));
+	tcase_add_test(tc, test_list_recipient_fans_out);
+	tcase_add_test(tc, test_rset_ends_transaction);
+	tcase_add_test(tc, test_max_recipients);
+	tcase_add_test(tc, test_smuggling_refused);
+	tcase_add_test(tc, test_oversize_refused_in_sync);
+	tcase_add_test(tc, test_rcpt_tempfail);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
