@@ -53,6 +53,8 @@ enum config_type {
 	CONFIG_DIRECTORY,	/* TYPE ARGS..., repeatable: config_directory *, count */
 	CONFIG_ENUM,		/* one word of a fixed set: an enum */
 	CONFIG_NUMBER,		/* a count or size, suffix k/m/g: uint64_t */
+	CONFIG_TIME,		/* seconds, suffix s/m/h: uint64_t */
+	CONFIG_RATE,		/* N/PERIOD, PERIOD a time: struct config_rate */
 	CONFIG_PATH,		/* one word, relative to the file's directory: char * */
 	CONFIG_NETS,		/* one or more ADDR[/PREFIX], or none: net *, count */
 };
@@ -88,7 +90,7 @@ struct config_key {
 	config_check_fn *check;		/* validates each value, or NULL */
 	bool lower;			/* values (or the TYPE) stored lowercase */
 	const struct config_enum_value *values;	/* CONFIG_ENUM, NULL-ended */
-	uint64_t lo, hi;		/* CONFIG_NUMBER bounds */
+	uint64_t lo, hi;		/* CONFIG_NUMBER, CONFIG_TIME, CONFIG_RATE bounds */
 };
 
 #define DEFAULTS(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -160,6 +162,46 @@ static const struct config_key config_keys[] = {
 	  .defaults = DEFAULTS("10m"),
 	  .field = offsetof(struct config, max_message_size),
 	  .lo = 1024, .hi = (uint64_t)1 << 40 },
+	{ .name = "max_clients", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("1000"),
+	  .field = offsetof(struct config, max_clients),
+	  .lo = 1, .hi = 1000000 },
+	{ .name = "max_clients_per_ip", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("50"),
+	  .field = offsetof(struct config, max_clients_per_ip),
+	  .lo = 1, .hi = 1000000 },
+	{ .name = "command_timeout", .type = CONFIG_TIME,
+	  .defaults = DEFAULTS("5m"),
+	  .field = offsetof(struct config, command_timeout),
+	  .lo = 1, .hi = 3600 },
+	{ .name = "data_timeout", .type = CONFIG_TIME,
+	  .defaults = DEFAULTS("3m"),
+	  .field = offsetof(struct config, data_timeout),
+	  .lo = 1, .hi = 3600 },
+	{ .name = "error_soft_limit", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("5"),
+	  .field = offsetof(struct config, error_soft_limit),
+	  .lo = 1, .hi = 1000 },
+	{ .name = "error_hard_limit", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("20"),
+	  .field = offsetof(struct config, error_hard_limit),
+	  .lo = 1, .hi = 1000 },
+	{ .name = "error_delay", .type = CONFIG_TIME,
+	  .defaults = DEFAULTS("1s"),
+	  .field = offsetof(struct config, error_delay),
+	  .lo = 0, .hi = 60 },
+	{ .name = "vrfy_rate", .type = CONFIG_RATE,
+	  .defaults = DEFAULTS("30/1m"),
+	  .field = offsetof(struct config, vrfy_rate),
+	  .lo = 1, .hi = 1000000 },
+	{ .name = "rate_table_size", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("100k"),
+	  .field = offsetof(struct config, rate_table_size),
+	  .lo = 16, .hi = 16 * 1024 * 1024 },
+	{ .name = "rate_ipv6_prefix", .type = CONFIG_NUMBER,
+	  .defaults = DEFAULTS("64"),
+	  .field = offsetof(struct config, rate_ipv6_prefix),
+	  .lo = 16, .hi = 128 },
 	{ .name = "max_recipients", .type = CONFIG_NUMBER,
 	  .defaults = DEFAULTS("100"),
 	  .field = offsetof(struct config, max_recipients),
@@ -699,6 +741,68 @@ static int apply_number(struct parse *p, const struct config_key *k, char *value
 	return 0;
 }
 
+/* Digits with an optional s, m or h. */
+static bool parse_seconds(const char *value, uint64_t *secs_r)
+{
+	size_t len = strlen(value), digits = len;
+	uint64_t n = 0, unit = 1;
+
+	switch (len > 0 ? str_lower_char(value[len - 1]) : 0) {
+	case 's': digits--; break;
+	case 'm': unit = 60; digits--; break;
+	case 'h': unit = 3600; digits--; break;
+	default: break;
+	}
+	if (digits == 0 || digits > 9)
+		return false;
+	for (size_t i = 0; i < digits; i++) {
+		if (value[i] < '0' || value[i] > '9')
+			return false;
+		n = n * 10 + (uint64_t)(value[i] - '0');
+	}
+	*secs_r = n * unit;
+	return true;
+}
+
+static int apply_time(struct parse *p, const struct config_key *k, char *value)
+{
+	uint64_t *slot = config_field(p->cfg, k->field);
+	uint64_t secs;
+	struct quoted q;
+
+	if (one_word(p, k, value) < 0)
+		return -1;
+	if (!parse_seconds(value, &secs) || secs < k->lo || secs > k->hi)
+		return parse_fail(p, "%s: '%s' is not a time from %llus to %llus "
+				  "(a number with s, m or h)", k->name, quote(&q, value),
+				  (unsigned long long)k->lo, (unsigned long long)k->hi);
+	*slot = secs;
+	return 0;
+}
+
+/* "N/PERIOD": N from k's bounds, PERIOD a time of 1s to 1 day. */
+static int apply_rate(struct parse *p, const struct config_key *k, char *value)
+{
+	struct config_rate *slot = config_field(p->cfg, k->field);
+	char *slash = strchr(value, '/');
+	uint64_t n = 0, period;
+	size_t i;
+	struct quoted q;
+
+	if (one_word(p, k, value) < 0)
+		return -1;
+	for (i = 0; value + i != slash && value[i] >= '0' && value[i] <= '9' && i < 9; i++)
+		n = n * 10 + (uint64_t)(value[i] - '0');
+	if (slash == NULL || value + i != slash || i == 0 || n < k->lo || n > k->hi ||
+	    !parse_seconds(slash + 1, &period) || period == 0 || period > 86400)
+		return parse_fail(p, "%s: '%s' is not a rate N/PERIOD (e.g. 30/1m), "
+				  "N from %llu to %llu", k->name, quote(&q, value),
+				  (unsigned long long)k->lo, (unsigned long long)k->hi);
+	slot->count = n;
+	slot->period = period;
+	return 0;
+}
+
 /* One word; a relative path is taken from the config file's directory. */
 static int apply_path(struct parse *p, const struct config_key *k, char *value)
 {
@@ -814,6 +918,8 @@ static const struct config_type_ops config_types[] = {
 	[CONFIG_DIRECTORY] = { apply_directory, release_directories, true },
 	[CONFIG_ENUM] = { apply_enum, release_nothing, false },
 	[CONFIG_NUMBER] = { apply_number, release_nothing, false },
+	[CONFIG_TIME] = { apply_time, release_nothing, false },
+	[CONFIG_RATE] = { apply_rate, release_nothing, false },
 	[CONFIG_PATH] = { apply_path, release_string, false },
 	[CONFIG_NETS] = { apply_nets, release_nets, false },
 };

@@ -8,15 +8,24 @@
  * bounded by CONN_INPUT_HIGH + CONN_OUTPUT_HIGH. Replies produced while
  * processing one batch of input are appended to the output buffer and
  * leave together in one write when the callback returns.
+ *
+ * One timer per connection serves two purposes. As a deadline it bounds
+ * each command line (command_timeout, from the previous reply to the
+ * line's end, so a client trickling a byte at a time gains nothing) and
+ * each stretch of message data (data_timeout); as a tarpit it holds the
+ * session's replies back for the delay the session asks for.
  */
 #include "porterd/conn.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "porterd/config.h"
 #include "porterd/log.h"
 #include "porterd/server.h"
 #include "porterd/session.h"
@@ -28,7 +37,10 @@ struct conn {
 	struct bufferevent *bev;
 	struct session *session;
 	const char *close_reason;
+	struct event *timer;	/* the deadline, or the tarpit */
 	bool eof;		/* the client closed its side: answer, then close */
+	bool progress;		/* input was consumed since the timer was set */
+	bool holding;		/* the timer is a tarpit: output held back */
 };
 
 static void conn_sink_write(void *arg, const char *buf, size_t len)
@@ -75,13 +87,19 @@ void conn_free(struct conn **cp)
 			  session_client_addr(c->session),
 			  c->close_reason != NULL ? c->close_reason : "quit");
 	list_remove(c);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	server_conn_closed(srv, c->session != NULL ? session_client_addr(c->session) : NULL);
 	session_free(&c->session);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	free(c);
 	*cp = NULL;
-	server_conn_closed(srv);
+	server_conn_maybe_done(srv);
 }
+
+static void conn_set_timer(struct conn *c);
+static bool conn_settle(struct conn *c);
 
 static size_t output_pending(const struct conn *c)
 {
@@ -111,7 +129,61 @@ static void conn_feed_input(struct conn *c)
 		evbuffer_drain(in, used);
 		if (used == 0)
 			break;	/* an incomplete line: wait for more */
+		c->progress = true;
 	}
+}
+
+/*
+ * Set the one timer: a tarpit when the session asks for a delay (its
+ * replies stay unsent until then), nothing while it waits for a lookup or
+ * a delivery, else a deadline renewed only when input was consumed.
+ */
+static void conn_set_timer(struct conn *c)
+{
+	const struct config *cfg = server_config(c->srv);
+	unsigned delay = session_delay_ms(c->session);
+	struct timeval tv;
+
+	if (delay > 0) {
+		if (!c->holding) {
+			c->holding = true;
+			bufferevent_disable(c->bev, EV_WRITE);
+			tv.tv_sec = delay / 1000;
+			tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+			evtimer_add(c->timer, &tv);
+		}
+		return;
+	}
+	if (session_blocked(c->session)) {
+		evtimer_del(c->timer);
+		c->progress = true;	/* a fresh deadline once it answers */
+		return;
+	}
+	if (c->progress || !evtimer_pending(c->timer, NULL)) {
+		c->progress = false;
+		tv.tv_sec = (time_t)(session_in_data(c->session) ? cfg->data_timeout
+								 : cfg->command_timeout);
+		tv.tv_usec = 0;
+		evtimer_add(c->timer, &tv);
+	}
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->holding) {
+		c->holding = false;
+		session_delay_done(c->session);
+		bufferevent_enable(c->bev, EV_WRITE);
+		conn_feed_input(c);
+	} else {
+		c->close_reason = "timeout";
+		session_timeout(c->session);
+	}
+	conn_settle(c);
 }
 
 /*
@@ -136,6 +208,7 @@ static bool conn_settle(struct conn *c)
 		bufferevent_disable(c->bev, EV_READ);
 	else
 		bufferevent_enable(c->bev, EV_READ);
+	conn_set_timer(c);
 	return true;
 }
 
@@ -168,12 +241,6 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	(void)bev;
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		c->close_reason = "timeout";
-		session_timeout(c->session);
-		conn_settle(c);
-		return;
-	}
 	if (what & BEV_EVENT_EOF) {
 		/* A half-close: what the client sent before it is still
 		 * answered (a message in delivery gets its 250), then close. */
@@ -196,10 +263,12 @@ static void conn_resume(void *arg)
 }
 
 struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, struct delivery *delivery,
+		      struct config *cfg, const struct session_env *env,
 		      evutil_socket_t fd, const char *client_addr)
 {
-	struct timeval timeout = { CONN_COMMAND_TIMEOUT_SECS, 0 };
+	/* A client that stops reading its replies is dropped as one that
+	 * stops sending commands. */
+	struct timeval write_timeout = { (time_t)cfg->command_timeout, 0 };
 	struct conn *c = calloc(1, sizeof(*c));
 	struct session_io io;
 
@@ -214,7 +283,9 @@ struct conn *conn_new(struct server *srv, struct conn_list *list,
 		.resume = conn_resume,
 		.arg = c,
 	};
-	c->session = c->bev != NULL ? session_new(cfg, delivery, client_addr, &io) : NULL;
+	c->timer = evtimer_new(server_base(srv), conn_timer_cb, c);
+	c->session = c->bev != NULL && c->timer != NULL
+		     ? session_new(cfg, env, client_addr, &io) : NULL;
 	list_insert(list, c);
 	if (c->session == NULL) {
 		if (c->bev == NULL)
@@ -226,10 +297,37 @@ struct conn *conn_new(struct server *srv, struct conn_list *list,
 	log_event(LOG_LEVEL_INFO, "event=connect client=%s", client_addr);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_HIGH);
-	bufferevent_set_timeouts(c->bev, &timeout, &timeout);
+	bufferevent_set_timeouts(c->bev, NULL, &write_timeout);
 	session_start(c->session);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_set_timer(c);
 	return c;
+}
+
+struct refusal {
+	char buf[REPLY_LINE_MAX];
+	size_t len;
+};
+
+static void refusal_write(void *arg, const char *buf, size_t len)
+{
+	struct refusal *r = arg;
+
+	if (len <= sizeof(r->buf) - r->len) {
+		memcpy(r->buf + r->len, buf, len);
+		r->len += len;
+	}
+}
+
+void conn_refuse(evutil_socket_t fd, const struct config *cfg)
+{
+	struct refusal r = { .len = 0 };
+	struct reply_sink sink = { refusal_write, &r };
+
+	reply_send(&sink, REPLY_TOO_MANY_CONNECTIONS, cfg->hostname);
+	/* Best effort: a fresh socket's buffer takes one line; never block. */
+	(void)send(fd, r.buf, r.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	evutil_closesocket(fd);
 }
 
 void conn_list_shutdown(struct conn_list *list)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -19,6 +20,9 @@
 #include "porterd/conn.h"
 #include "porterd/delivery.h"
 #include "porterd/log.h"
+#include "porterd/ratelimit.h"
+#include "porterd/session.h"
+#include "porterd/strutil.h"
 
 /* How long accepting pauses after an accept error such as EMFILE. */
 #define ACCEPT_PAUSE_MSECS 100
@@ -26,6 +30,15 @@
 #define DELIVERY_WORKERS 4
 /* How long a stop waits for sessions to flush their 421. */
 #define SHUTDOWN_GRACE_SECS 5
+
+/* Open connections per client address, for max_clients_per_ip. */
+#define PER_IP_BUCKETS 4096
+
+struct per_ip {
+	struct per_ip *next;
+	unsigned count;
+	char addr[64];
+};
 
 struct server {
 	struct event_base *base;
@@ -35,9 +48,80 @@ struct server {
 	struct event *accept_pause;
 	struct event *grace;
 	struct conn_list conns;
-	struct delivery *delivery;
+	struct session_env env;
+	struct per_ip *per_ip[PER_IP_BUCKETS];
 	bool stopping;
 };
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const struct config *server_config(const struct server *srv)
+{
+	return srv->cfg;
+}
+
+static struct per_ip **per_ip_find(struct server *srv, const char *addr)
+{
+	struct per_ip **pp = &srv->per_ip[str_hash_nocase(addr, strlen(addr)) % PER_IP_BUCKETS];
+
+	while (*pp != NULL && strcmp((*pp)->addr, addr) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static unsigned per_ip_count(struct server *srv, const char *addr)
+{
+	struct per_ip *e = *per_ip_find(srv, addr);
+
+	return e != NULL ? e->count : 0;
+}
+
+static bool per_ip_add(struct server *srv, const char *addr)
+{
+	struct per_ip **pp = per_ip_find(srv, addr);
+
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL)
+			return false;
+		str_copy((*pp)->addr, sizeof((*pp)->addr), addr, strlen(addr));
+	}
+	(*pp)->count++;
+	return true;
+}
+
+void server_conn_closed(struct server *srv, const char *client_addr)
+{
+	struct per_ip **pp, *e;
+
+	if (client_addr == NULL)
+		return;
+	pp = per_ip_find(srv, client_addr);
+	e = *pp;
+	if (e == NULL)
+		return;
+	if (--e->count == 0) {
+		*pp = e->next;
+		free(e);
+	}
+}
+
+static void per_ip_free_all(struct server *srv)
+{
+	for (size_t i = 0; i < PER_IP_BUCKETS; i++) {
+		while (srv->per_ip[i] != NULL) {
+			struct per_ip *e = srv->per_ip[i];
+			srv->per_ip[i] = e->next;
+			free(e);
+		}
+	}
+}
 
 struct event_base *server_base(const struct server *srv)
 {
@@ -62,10 +146,26 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct server *srv = arg;
 	char peer[64];
 
+	const char *refused = NULL;
+
 	(void)l;
 	(void)salen;
 	format_peer(sa, peer, sizeof(peer));
-	conn_new(srv, &srv->conns, srv->cfg, srv->delivery, fd, peer);
+	if (srv->conns.count >= srv->cfg->max_clients)
+		refused = "max_clients";
+	else if (per_ip_count(srv, peer) >= srv->cfg->max_clients_per_ip)
+		refused = "max_clients_per_ip";
+	if (refused != NULL) {
+		log_event(LOG_LEVEL_INFO, "event=refused client=%s reason=%s", peer, refused);
+		conn_refuse(fd, srv->cfg);
+		return;
+	}
+	if (!per_ip_add(srv, peer)) {
+		conn_refuse(fd, srv->cfg);
+		return;
+	}
+	if (conn_new(srv, &srv->conns, srv->cfg, &srv->env, fd, peer) == NULL)
+		server_conn_closed(srv, peer);
 }
 
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -131,8 +231,14 @@ int server_new(struct event_base *base, struct config *cfg,
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
 	srv->accept_pause = evtimer_new(base, accept_resume_cb, srv);
-	srv->delivery = delivery_new(base, cfg->maildir, DELIVERY_WORKERS);
-	if (srv->accept_pause == NULL || srv->delivery == NULL) {
+	srv->env.delivery = delivery_new(base, cfg->maildir, DELIVERY_WORKERS);
+	srv->env.ratelimit = ratelimit_new((unsigned)cfg->vrfy_rate.count,
+					   (unsigned)cfg->vrfy_rate.period,
+					   (size_t)cfg->rate_table_size,
+					   (unsigned)cfg->rate_ipv6_prefix);
+	srv->env.now_ms = monotonic_ms;
+	if (srv->accept_pause == NULL || srv->env.delivery == NULL ||
+	    srv->env.ratelimit == NULL) {
 		snprintf(err, errsize, "cannot start: out of memory or threads");
 		server_free(&srv);
 		return -1;
@@ -180,7 +286,7 @@ void server_shutdown(struct server *srv)
 		event_base_loopexit(srv->base, NULL);
 }
 
-void server_conn_closed(struct server *srv)
+void server_conn_maybe_done(struct server *srv)
 {
 	if (srv->stopping && srv->conns.count == 0)
 		event_base_loopexit(srv->base, NULL);
@@ -196,7 +302,9 @@ void server_free(struct server **srvp)
 	conn_list_free(&srv->conns);
 	close_listeners(srv);
 	/* After the sessions: it finishes every message already handed over. */
-	delivery_free(&srv->delivery);
+	delivery_free(&srv->env.delivery);
+	ratelimit_free(&srv->env.ratelimit);
+	per_ip_free_all(srv);
 	if (srv->accept_pause != NULL)
 		event_free(srv->accept_pause);
 	if (srv->grace != NULL)

@@ -31,6 +31,7 @@
 #include "porterd/directory.h"
 #include "porterd/log.h"
 #include "porterd/policy.h"
+#include "porterd/ratelimit.h"
 #include "porterd/strutil.h"
 
 enum session_state {
@@ -73,7 +74,7 @@ struct transaction {
 struct session {
 	enum session_state state;
 	struct config *cfg;
-	struct delivery *delivery;
+	const struct session_env *env;
 	struct session_io io;
 	char client_addr[INET6_ADDRSTRLEN];
 	struct policy_client policy;	/* what this client may learn */
@@ -86,9 +87,14 @@ struct session {
 	bool in_feed;			/* inside session_feed() */
 	bool discarding;		/* inside an over-long line */
 	bool smtputf8;			/* the pending lookup asked SMTPUTF8 */
+	unsigned errors;		/* 5yz replies so far */
+	unsigned delay_ms;		/* tarpit: hold replies this long */
 };
 
 #define BIT(state) (1u << (state))
+/* The longest tarpit delay, however many errors. */
+#define SESSION_DELAY_MAX_MS 30000
+
 #define ANY_STATE (BIT(STATE_INIT) | BIT(STATE_HELO) | BIT(STATE_MAIL) | BIT(STATE_RCPT))
 #define GREETED (BIT(STATE_HELO) | BIT(STATE_MAIL) | BIT(STATE_RCPT))
 
@@ -147,9 +153,14 @@ static void session_enter_state(struct session *s, enum session_state next)
 	s->state = next;
 }
 
+static void count_error(struct session *s);
+
+/* Every reply with an argument goes out here, so every 5yz is counted. */
 static void send_reply(struct session *s, enum reply_id id, const char *arg)
 {
 	reply_send(&s->io.sink, id, arg);
+	if (reply_code(id) >= 500)
+		count_error(s);
 }
 
 static const char *hostname(const struct session *s)
@@ -201,7 +212,7 @@ static void tx_reset(struct session *s)
 
 /* --- lifecycle ------------------------------------------------------------- */
 
-struct session *session_new(struct config *cfg, struct delivery *delivery,
+struct session *session_new(struct config *cfg, const struct session_env *env,
 			    const char *client_addr,
 			    const struct session_io *io)
 {
@@ -210,7 +221,7 @@ struct session *session_new(struct config *cfg, struct delivery *delivery,
 	if (s == NULL)
 		return NULL;
 	s->cfg = config_ref(cfg);
-	s->delivery = delivery;
+	s->env = env;
 	s->io = *io;
 	str_copy(s->client_addr, sizeof(s->client_addr), client_addr,
 		 strlen(client_addr));
@@ -249,7 +260,7 @@ void session_start(struct session *s)
 
 bool session_blocked(const struct session *s)
 {
-	return s->waiting;
+	return s->waiting || session_delay_ms(s) > 0;
 }
 
 bool session_closing(const struct session *s)
@@ -284,6 +295,48 @@ void session_shutdown(struct session *s)
 	session_abort(s, REPLY_SHUTDOWN);
 }
 
+/*
+ * Harvesting and junk cost time: past the soft limit each error reply is
+ * held back longer (the host keeps it unsent), and at the hard limit the
+ * session ends. The reply in progress completes first.
+ */
+static void count_error(struct session *s)
+{
+	const struct config *cfg = s->cfg;
+	uint64_t delay;
+
+	if (s->state == STATE_CLOSED)
+		return;
+	s->errors++;
+	if (s->errors >= cfg->error_hard_limit) {
+		log_event(LOG_LEVEL_INFO, "event=too_many_errors client=%s errors=%u",
+			  s->client_addr, s->errors);
+		reply_send(&s->io.sink, REPLY_TOO_MANY_ERRORS, hostname(s));
+		tx_end(s);
+		session_enter_state(s, STATE_CLOSED);
+		return;
+	}
+	if (s->errors <= cfg->error_soft_limit || cfg->error_delay == 0)
+		return;
+	delay = cfg->error_delay * 1000 * (s->errors - cfg->error_soft_limit);
+	s->delay_ms = delay > SESSION_DELAY_MAX_MS ? SESSION_DELAY_MAX_MS : (unsigned)delay;
+}
+
+unsigned session_delay_ms(const struct session *s)
+{
+	return s->state == STATE_CLOSED ? 0 : s->delay_ms;
+}
+
+void session_delay_done(struct session *s)
+{
+	s->delay_ms = 0;
+}
+
+bool session_in_data(const struct session *s)
+{
+	return s->state == STATE_DATA;
+}
+
 /* --- line framing and dispatch --------------------------------------------- */
 
 static void session_line(struct session *s, const char *line, size_t len)
@@ -314,7 +367,7 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 	size_t used = 0;
 
 	s->in_feed = true;
-	while (used < len && !s->waiting && s->state != STATE_CLOSED) {
+	while (used < len && !session_blocked(s) && s->state != STATE_CLOSED) {
 		const char *p = buf + used;
 		size_t avail = len - used, linelen, n;
 		const char *lf;
@@ -461,6 +514,20 @@ static bool lookup_arg_accept(struct session *s, const struct command *cmd,
 	return true;
 }
 
+/* One answer from the client's budget across sessions; trusted clients
+ * have no budget. False when it is spent: reveal nothing. */
+static bool rate_take(struct session *s)
+{
+	const struct session_env *env = s->env;
+
+	if (s->policy.trusted || env == NULL || env->ratelimit == NULL)
+		return true;
+	if (ratelimit_take(env->ratelimit, s->client_addr, env->now_ms()))
+		return true;
+	log_event(LOG_LEVEL_INFO, "event=rate_limited client=%s", s->client_addr);
+	return false;
+}
+
 /* Start a directory request; the answer may come now or later. */
 static void lookup_begin(struct session *s, bool expand,
 			 const struct lookup_arg *arg);
@@ -479,7 +546,8 @@ static void cmd_vrfy(struct session *s, const struct command *cmd)
 		return;
 	is_public = policy_is_public(s->cfg, arg.local, arg.locallen, arg.domain,
 				     arg.domainlen);
-	if (policy_vrfy(&s->policy, is_public) == POLICY_VRFY_GENERIC) {
+	if (policy_vrfy(&s->policy, is_public) == POLICY_VRFY_GENERIC ||
+	    (!is_public && !rate_take(s))) {
 		send_reply(s, REPLY_CANNOT_VRFY, NULL);
 		return;
 	}
@@ -496,6 +564,10 @@ static void cmd_expn(struct session *s, const struct command *cmd)
 	}
 	if (!lookup_arg_accept(s, cmd, &arg, "EXPN list"))
 		return;
+	if (!rate_take(s)) {
+		send_reply(s, REPLY_EXPN_DENIED, NULL);
+		return;
+	}
 	lookup_begin(s, true, &arg);
 }
 
@@ -795,12 +867,15 @@ static void on_rcpt_answer(const struct dir_expansion *e, void *arg)
 	const char *rarg;
 	enum reply_id id = rcpt_reply(s, e, &rarg);
 
-	send_reply(s, id, rarg);
+	if (id == REPLY_UNKNOWN_USER || id == REPLY_RCPT_NO_LOCAL)
+		(void)rate_take(s);	/* failed RCPTs spend the budget too */
 	if (id == REPLY_RCPT_OK) {
 		s->tx->rcpt_commands++;
 		session_enter_state(s, STATE_RCPT);
 	}
+	/* Log first: an error reply may end the session and its transaction. */
 	log_lookup(s, "rcpt", s->tx->rcpt_arg, status_names[e->status], id);
+	send_reply(s, id, rarg);
 	async_done(s);
 }
 
@@ -831,8 +906,8 @@ static void cmd_rcpt(struct session *s, const struct command *cmd)
 	rcpt_qualify(s, &a);
 	snprintf(tx->rcpt_arg, sizeof(tx->rcpt_arg), "%s@%s", a.local, a.domain);
 	if (!directory_domain_is_local(session_directory(s), a.domain, strlen(a.domain))) {
-		send_reply(s, REPLY_RELAY_DENIED, tx->rcpt_arg);
 		log_lookup(s, "rcpt", tx->rcpt_arg, "relay_denied", REPLY_RELAY_DENIED);
+		send_reply(s, REPLY_RELAY_DENIED, tx->rcpt_arg);
 		return;
 	}
 	memset(&q, 0, sizeof(q));
@@ -996,7 +1071,7 @@ static void data_finish(struct session *s)
 		return;
 	}
 	s->waiting = true;
-	s->job = delivery_submit(s->delivery, job, on_delivered, s);
+	s->job = delivery_submit(s->env->delivery, job, on_delivered, s);
 	if (!s->waiting)
 		s->job = NULL;
 }

@@ -19,6 +19,12 @@ struct net;		/* policy.h */
 enum vrfy_mode { VRFY_ON, VRFY_252, VRFY_OFF };
 enum expn_mode { EXPN_ON, EXPN_OFF };
 
+/* N events per period seconds. */
+struct config_rate {
+	uint64_t count;
+	uint64_t period;
+};
+
 /* A `directory TYPE ARGS` line, remembered with where it was written. */
 struct config_directory {
 	char *type;
@@ -53,6 +59,18 @@ struct config {
 	char **public_addrs;	/* lowercase "local" or "local@domain",
 				   verified truthfully under vrfy 252 */
 	size_t npublic;
+
+	/* Limits (seconds for timeouts). */
+	uint64_t max_clients;		/* connections at once */
+	uint64_t max_clients_per_ip;	/* connections at once from one address */
+	uint64_t command_timeout;	/* deadline for each command line */
+	uint64_t data_timeout;		/* idle time allowed inside DATA */
+	uint64_t error_soft_limit;	/* errors before replies are delayed */
+	uint64_t error_hard_limit;	/* errors before 421 and close */
+	uint64_t error_delay;		/* delay per error past the soft limit */
+	struct config_rate vrfy_rate;	/* VRFY+EXPN+failed RCPT per client */
+	uint64_t rate_table_size;	/* client addresses remembered */
+	uint64_t rate_ipv6_prefix;	/* IPv6 clients bucketed by this prefix */
 
 	char *maildir;		/* template, "%u" local part, "%d" domain;
 				   made absolute against base_dir */

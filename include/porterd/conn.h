@@ -16,6 +16,7 @@ struct server;
 struct conn;
 struct config;
 struct delivery;
+struct session_env;
 
 /* Input bytes examined per session_feed() call (>= COMMAND_LINE_MAX). */
 #define CONN_FEED_WINDOW 16384
@@ -23,8 +24,6 @@ struct delivery;
 #define CONN_INPUT_HIGH 65536
 /* Stop reading commands while more than this many reply bytes wait. */
 #define CONN_OUTPUT_HIGH (256 * 1024)
-/* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
-#define CONN_COMMAND_TIMEOUT_SECS 300
 
 /* The open connections of a server; a conn adds and removes itself. */
 struct conn_list {
@@ -34,12 +33,15 @@ struct conn_list {
 
 /*
  * Take over an accepted, non-blocking socket: greet and serve it with a
- * session on cfg that delivers through delivery. Returns NULL (and
- * closes fd) when out of memory.
+ * session on cfg using the server's shared services in env. Returns
+ * NULL (and closes fd) when out of memory.
  */
 struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, struct delivery *delivery,
+		      struct config *cfg, const struct session_env *env,
 		      evutil_socket_t fd, const char *client_addr);
+
+/* Over a connection limit: answer 421 4.7.0 and close, no session. */
+void conn_refuse(evutil_socket_t fd, const struct config *cfg);
 
 /* The server is stopping: every session answers 421, flushes, closes. */
 void conn_list_shutdown(struct conn_list *list);

@@ -73,7 +73,10 @@ enum reply_id {
 	REPLY_DATA_LONG_LINE,	/* 554 5.6.0 */
 	REPLY_DELIVERY_TEMPFAIL, /* 451 4.3.0 */
 	REPLY_DELIVERY_NOSPACE,	/* 452 4.3.1 */
+	REPLY_EXPN_DENIED,	/* 550 5.7.1 Access denied to you */
 	REPLY_TIMEOUT,		/* 421 4.4.2 <host> Error: timeout exceeded */
+	REPLY_TOO_MANY_ERRORS,	/* 421 4.7.0 <host> Error: too many errors */
+	REPLY_TOO_MANY_CONNECTIONS, /* 421 4.7.0 <host> Error: too many connections */
 	REPLY_SHUTDOWN,		/* 421 4.3.2 <host> Service shutting down */
 	REPLY_OUT_OF_RESOURCES,	/* 421 4.3.0 <host> Error: out of resources */
 	REPLY__COUNT

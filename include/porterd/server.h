@@ -1,6 +1,8 @@
 /*
- * server — the listeners: one evconnlistener per `listen` address, and the
- * set of open connections, so a stop can reach every one of them.
+ * server — the listeners: one evconnlistener per `listen` address, the
+ * connection limits (max_clients, max_clients_per_ip), the services
+ * sessions share (delivery, the rate limiter), and the set of open
+ * connections, so a stop can reach every one of them.
  */
 #ifndef PORTERD_SERVER_H
 #define PORTERD_SERVER_H
@@ -25,7 +27,12 @@ void server_free(struct server **srv);
 
 struct event_base *server_base(const struct server *srv);
 
-/* Called by conn.c after a connection is gone. */
-void server_conn_closed(struct server *srv);
+/* The config connections are served with. */
+const struct config *server_config(const struct server *srv);
+
+/* Called by conn.c when a connection from client_addr (NULL: one that
+ * never got a session) closes, then once it is freed. */
+void server_conn_closed(struct server *srv, const char *client_addr);
+void server_conn_maybe_done(struct server *srv);
 
 #endif

@@ -19,8 +19,11 @@
 
 #include "porterd/reply.h"
 
+#include <stdint.h>
+
 struct config;
 struct delivery;
+struct ratelimit;
 struct session;
 
 struct session_io {
@@ -31,11 +34,19 @@ struct session_io {
 	void *arg;
 };
 
+/* What sessions share: the services of the server that hosts them. */
+struct session_env {
+	struct delivery *delivery;	/* accepted messages go here */
+	struct ratelimit *ratelimit;	/* per-client budget across sessions;
+					   NULL: none */
+	uint64_t (*now_ms)(void);	/* a monotonic clock, for ratelimit */
+};
+
 /*
- * client_addr is the printable peer address, e.g. "127.0.0.1". Accepted
- * messages go to delivery, which may answer now or later.
+ * client_addr is the printable peer address, e.g. "127.0.0.1". env must
+ * outlive the session.
  */
-struct session *session_new(struct config *cfg, struct delivery *delivery,
+struct session *session_new(struct config *cfg, const struct session_env *env,
 			    const char *client_addr,
 			    const struct session_io *io);
 void session_free(struct session **s);
@@ -55,8 +66,22 @@ void session_start(struct session *s);
  */
 size_t session_feed(struct session *s, const char *buf, size_t len);
 
-/* Waiting for a directory answer or a delivery: do not read more input. */
+/* Waiting for a directory answer, a delivery or a tarpit delay: do not
+ * read more input. */
 bool session_blocked(const struct session *s);
+
+/*
+ * Past error_soft_limit errors every error reply is held back: while this
+ * is not 0, the host keeps what the session sent unsent for this many
+ * milliseconds, then calls session_delay_done(). The delay grows with
+ * every error; after error_hard_limit errors the session answers 421 and
+ * closes instead.
+ */
+unsigned session_delay_ms(const struct session *s);
+void session_delay_done(struct session *s);
+
+/* Inside DATA: the host applies data_timeout rather than command_timeout. */
+bool session_in_data(const struct session *s);
 
 /* The session is over: flush what was sent, then close. */
 bool session_closing(const struct session *s);

@@ -95,8 +95,20 @@ def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
         "expn        on",
         f"maildir     {maildir}",
     ]
+    # The suite opens hundreds of connections from 127.0.0.1 and many
+    # error-heavy sessions: lift those limits unless a test sets them.
+    given = {line.split()[0] for line in extra if line.strip()}
+    lines += [f"{key} {value}" for key, value in LIFTED_LIMITS.items() if key not in given]
     lines += list(extra)
     return "\n".join(lines) + "\n"
+
+
+LIFTED_LIMITS = {
+    "max_clients": "100000",
+    "max_clients_per_ip": "100000",
+    "error_soft_limit": "1000",
+    "error_hard_limit": "1000",
+}
 
 
 GREETING = b"220 mail.example.test ESMTP porterd\r\n"
@@ -366,8 +378,10 @@ def t_pipelined_flow_control(ctx):
     """20,000 pipelined commands sent by one thread while another reads:
     about 240 kB in, 1 MB out, every reply in order. The daemon stops
     reading when the client falls behind, and picks up again."""
+    # no error replies: 4,000 of them would (rightly) end the session at
+    # error_hard_limit, which is not what this test is about
     cycle = [(b"VRFY jones\r\n", JONES), (b"VRFY qsmith\r\n", QSMITH),
-             (b"VRFY bob\r\n", FORWARD), (b"VRFY nobody\r\n", NOBODY),
+             (b"VRFY bob\r\n", FORWARD), (b"NOOP\r\n", OK),
              (b"EXPN example-people\r\n", EXAMPLE_PEOPLE)]
     n = 20000
     data = b"".join(cycle[i % len(cycle)][0] for i in range(n)) + b"QUIT\r\n"

@@ -848,6 +848,89 @@ START_TEST(test_load_parse_error)
 }
 END_TEST
 
+/* ---- limits: defaults, values, errors --------------------------------- */
+
+START_TEST(test_limit_defaults)
+{
+	struct config *cfg = NULL;
+	char err[256];
+
+	ck_assert_msg(config_parse(TEXT(BASE), PATH, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg->max_clients, 1000);
+	ck_assert_uint_eq(cfg->max_clients_per_ip, 50);
+	ck_assert_uint_eq(cfg->command_timeout, 300);
+	ck_assert_uint_eq(cfg->data_timeout, 180);
+	ck_assert_uint_eq(cfg->error_soft_limit, 5);
+	ck_assert_uint_eq(cfg->error_hard_limit, 20);
+	ck_assert_uint_eq(cfg->error_delay, 1);
+	ck_assert_uint_eq(cfg->vrfy_rate.count, 30);
+	ck_assert_uint_eq(cfg->vrfy_rate.period, 60);
+	ck_assert_uint_eq(cfg->rate_table_size, 100 * 1024);
+	ck_assert_uint_eq(cfg->rate_ipv6_prefix, 64);
+	config_unref(&cfg);
+}
+END_TEST
+
+START_TEST(test_limit_values)
+{
+	static const char text[] = BASE
+		"max_clients 5\nmax_clients_per_ip 2\ncommand_timeout 1h\n"
+		"data_timeout 90\nerror_soft_limit 1\nerror_hard_limit 3\n"
+		"error_delay 0s\nvrfy_rate 5/2h\nrate_table_size 16\nrate_ipv6_prefix 48\n";
+	struct config *cfg = NULL;
+	char err[256];
+
+	ck_assert_msg(config_parse(TEXT(text), PATH, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg->max_clients, 5);
+	ck_assert_uint_eq(cfg->max_clients_per_ip, 2);
+	ck_assert_uint_eq(cfg->command_timeout, 3600);
+	ck_assert_uint_eq(cfg->data_timeout, 90);
+	ck_assert_uint_eq(cfg->error_soft_limit, 1);
+	ck_assert_uint_eq(cfg->error_hard_limit, 3);
+	ck_assert_uint_eq(cfg->error_delay, 0);
+	ck_assert_uint_eq(cfg->vrfy_rate.count, 5);
+	ck_assert_uint_eq(cfg->vrfy_rate.period, 7200);
+	ck_assert_uint_eq(cfg->rate_table_size, 16);
+	ck_assert_uint_eq(cfg->rate_ipv6_prefix, 48);
+	config_unref(&cfg);
+}
+END_TEST
+
+static const struct err_row limit_err_rows[] = {
+	{ TEXT("command_timeout 0\n"),
+	  P "1: command_timeout: '0' is not a time from 1s to 3600s (a number with s, m or h)" },
+	{ TEXT("command_timeout 2d\n"),
+	  P "1: command_timeout: '2d' is not a time from 1s to 3600s (a number with s, m or h)" },
+	{ TEXT("data_timeout 61m\n"),
+	  P "1: data_timeout: '61m' is not a time from 1s to 3600s (a number with s, m or h)" },
+	{ TEXT("error_delay s\n"),
+	  P "1: error_delay: 's' is not a time from 0s to 60s (a number with s, m or h)" },
+	{ TEXT("vrfy_rate 30\n"),
+	  P "1: vrfy_rate: '30' is not a rate N/PERIOD (e.g. 30/1m), N from 1 to 1000000" },
+	{ TEXT("vrfy_rate 0/1m\n"),
+	  P "1: vrfy_rate: '0/1m' is not a rate N/PERIOD (e.g. 30/1m), N from 1 to 1000000" },
+	{ TEXT("vrfy_rate 30/0s\n"),
+	  P "1: vrfy_rate: '30/0s' is not a rate N/PERIOD (e.g. 30/1m), N from 1 to 1000000" },
+	{ TEXT("vrfy_rate /1m\n"),
+	  P "1: vrfy_rate: '/1m' is not a rate N/PERIOD (e.g. 30/1m), N from 1 to 1000000" },
+	{ TEXT("vrfy_rate 3x/1m\n"),
+	  P "1: vrfy_rate: '3x/1m' is not a rate N/PERIOD (e.g. 30/1m), N from 1 to 1000000" },
+	{ TEXT("max_clients 0\n"), P "1: max_clients: '0' is not a number from 1 to 1000000" },
+	{ TEXT("rate_ipv6_prefix 129\n"),
+	  P "1: rate_ipv6_prefix: '129' is not a number from 16 to 128" },
+};
+
+START_TEST(test_limit_errors)
+{
+	const struct err_row *r = &limit_err_rows[_i];
+	struct config *cfg = NULL;
+	char err[512] = "";
+
+	ck_assert_int_eq(config_parse(r->text, r->len, PATH, &cfg, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, r->err);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -855,6 +938,10 @@ static Suite *config_suite(void)
 
 	tcase_add_loop_test(tc, test_parse_ok, 0, (int)(sizeof(ok_rows) / sizeof(ok_rows[0])));
 	tcase_add_loop_test(tc, test_parse_err, 0, (int)(sizeof(err_rows) / sizeof(err_rows[0])));
+	tcase_add_test(tc, test_limit_defaults);
+	tcase_add_test(tc, test_limit_values);
+	tcase_add_loop_test(tc, test_limit_errors, 0,
+			    (int)(sizeof(limit_err_rows) / sizeof(limit_err_rows[0])));
 	tcase_add_test(tc, test_listen_max);
 	tcase_add_test(tc, test_directories_max);
 	tcase_add_test(tc, test_domains_max);

@@ -8,6 +8,7 @@
 #include <dirent.h>
 
 #include "porterd/delivery.h"
+#include "porterd/ratelimit.h"
 #include "porterd/session.h"
 
 static struct capture cap;
@@ -15,7 +16,14 @@ static struct config *cfg;
 static char *table_path;
 static struct session *sess;
 static struct delivery *delivery;
+static struct session_env env;
+static uint64_t clock_ms;	/* the rate limiter's clock, moved by tests */
 static int resumes;
+
+static uint64_t test_now_ms(void)
+{
+	return clock_ms;
+}
 
 static void on_resume(void *arg)
 {
@@ -35,7 +43,8 @@ static struct session *start_session(const char *extra)
 	resumes = 0;
 	delivery = delivery_new(NULL, cfg->maildir, 0);	/* synchronous */
 	ck_assert_ptr_nonnull(delivery);
-	sess = session_new(cfg, delivery, client, &io);
+	env = (struct session_env){ .delivery = delivery, .now_ms = test_now_ms };
+	sess = session_new(cfg, &env, client, &io);
 	ck_assert_ptr_nonnull(sess);
 	session_start(sess);
 	ck_assert_str_eq(cap.buf, "220 mail.example.test ESMTP porterd\r\n");
@@ -49,6 +58,7 @@ static void end_session(void)
 	session_free(&sess);
 	ck_assert_ptr_null(sess);
 	delivery_free(&delivery);
+	ratelimit_free(&env.ratelimit);
 	fixture_free(&cfg, &table_path);
 }
 
@@ -825,6 +835,106 @@ START_TEST(test_rcpt_tempfail)
 }
 END_TEST
 
+/* --- harvesting limits -------------------------------------------------------- */
+
+START_TEST(test_errors_delay_then_close)
+{
+	start_session("vrfy on\nexpn on\nerror_soft_limit 2\nerror_hard_limit 4\nerror_delay 2s\n");
+	exchange("VRFY nobody1\r\n", "550 5.1.1 <nobody1>: no such user here\r\n");
+	ck_assert_uint_eq(session_delay_ms(sess), 0);
+	exchange("XYZZY\r\n", "500 5.5.2 Error: command not recognized\r\n");
+	ck_assert_uint_eq(session_delay_ms(sess), 0);
+	/* past the soft limit: the reply is held, and input waits */
+	ck_assert_uint_eq(session_feed(sess, "VRFY nobody3\r\nNOOP\r\n", 20), 14);
+	ck_assert_str_eq(cap.buf, "550 5.1.1 <nobody3>: no such user here\r\n");
+	ck_assert_uint_eq(session_delay_ms(sess), 2000);
+	ck_assert(session_blocked(sess));
+	session_delay_done(sess);
+	ck_assert(!session_blocked(sess));
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange("NOOP\r\n", "250 2.0.0 Ok\r\n");	/* successes cost nothing */
+	ck_assert_uint_eq(session_delay_ms(sess), 0);
+	/* the hard limit: the reply, then 421, then nothing more */
+	ck_assert_uint_eq(session_feed(sess, "VRFY nobody4\r\nNOOP\r\n", 20), 14);
+	ck_assert_str_eq(cap.buf, "550 5.1.1 <nobody4>: no such user here\r\n"
+				  "421 4.7.0 mail.example.test Error: too many errors\r\n");
+	ck_assert(session_closing(sess));
+	ck_assert_uint_eq(session_delay_ms(sess), 0);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_delay_grows)
+{
+	start_session("vrfy on\nexpn on\nerror_soft_limit 1\nerror_hard_limit 100\nerror_delay 1s\n");
+	exchange("VRFY a1\r\n", "550 5.1.1 <a1>: no such user here\r\n");
+	for (unsigned i = 1; i <= 40; i++) {
+		session_feed(sess, "VRFY a2\r\n", 9);
+		ck_assert_uint_eq(session_delay_ms(sess), i * 1000 > 30000 ? 30000 : i * 1000);
+		session_delay_done(sess);
+	}
+	end_session();
+}
+END_TEST
+
+START_TEST(test_hard_limit_during_transaction)
+{
+	static const char input[] = "HELO c.example\r\nMAIL FROM:<a@remote.example>\r\n"
+		"RCPT TO:<x@elsewhere.example>\r\nRCPT TO:<nobody@example.test>\r\nNOOP\r\n";
+
+	start_session("vrfy on\nexpn on\nerror_soft_limit 5\nerror_hard_limit 2\n");
+	/* the NOOP after the 421 is never read */
+	ck_assert_uint_eq(session_feed(sess, input, sizeof(input) - 1), sizeof(input) - 1 - 6);
+	ck_assert_str_eq(cap.buf, "250 mail.example.test\r\n250 2.1.0 Ok\r\n"
+		 "554 5.7.1 <x@elsewhere.example>: Relay access denied\r\n"
+		 "550 5.1.1 <nobody@example.test>: no such user here\r\n"
+		 "421 4.7.0 mail.example.test Error: too many errors\r\n");
+	ck_assert(session_closing(sess));
+	end_session();
+}
+END_TEST
+
+START_TEST(test_rate_limit_across_sessions)
+{
+	const char *generic = "252 2.5.0 Cannot VRFY user; send some mail, I'll try my best\r\n";
+
+	start_session(NULL);
+	env.ratelimit = ratelimit_new(3, 60, 1024, 64);
+	clock_ms = 1000;
+	exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	exchange("EXPN bob\r\n", "250 2.1.5 <bob@elsewhere.example>\r\n");
+	exchange("HELO c.example\r\nMAIL FROM:<>\r\nRCPT TO:<nobody@example.test>\r\n",
+		 "250 mail.example.test\r\n250 2.1.0 Ok\r\n"
+		 "550 5.1.1 <nobody@example.test>: no such user here\r\n");
+	/* the budget of 3 is spent: nothing more is revealed */
+	exchange("VRFY jones\r\n", generic);
+	exchange("EXPN bob\r\n", "550 5.7.1 Access denied to you\r\n");
+	/* the role addresses are still answered */
+	exchange("VRFY postmaster\r\n", "250 2.1.5 Postmaster <postmaster@example.test>\r\n");
+	/* a new session from the same address shares the budget */
+	session_free(&sess);
+	sess = session_new(cfg, &env, client, &(struct session_io){ .sink = capture_sink(&cap) });
+	exchange("VRFY jones\r\n", generic);
+	/* tokens come back with time: 3 per 60 s */
+	clock_ms += 20000;
+	exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	exchange("VRFY jones\r\n", generic);
+	end_session();
+}
+END_TEST
+
+START_TEST(test_trusted_has_no_budget)
+{
+	client = "127.0.0.1";
+	start_session(NULL);
+	client = "192.0.2.1";
+	env.ratelimit = ratelimit_new(1, 60, 1024, 64);
+	for (int i = 0; i < 5; i++)
+		exchange("VRFY jones\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	end_session();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("session");
@@ -858,6 +968,11 @@ int main(void)
 	tcase_add_test(tc, test_smuggling_refused);
 	tcase_add_test(tc, test_oversize_refused_in_sync);
 	tcase_add_test(tc, test_rcpt_tempfail);
+	tcase_add_test(tc, test_errors_delay_then_close);
+	tcase_add_test(tc, test_delay_grows);
+	tcase_add_test(tc, test_hard_limit_during_transaction);
+	tcase_add_test(tc, test_rate_limit_across_sessions);
+	tcase_add_test(tc, test_trusted_has_no_budget);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
