@@ -253,6 +253,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(&c);
 }
 
+/* Replies pile up unread: the session stops taking commands mid-window,
+ * so a burst of pipelined EXPNs cannot outgrow the bound. */
+static bool conn_backlogged(void *arg)
+{
+	return output_pending(arg) > CONN_OUTPUT_HIGH;
+}
+
 /* A lookup answered later: its reply is out, the next commands may run. */
 static void conn_resume(void *arg)
 {
@@ -281,6 +288,7 @@ struct conn *conn_new(struct server *srv, struct conn_list *list,
 	io = (struct session_io){
 		.sink = { .write = conn_sink_write, .arg = c },
 		.resume = conn_resume,
+		.backlogged = conn_backlogged,
 		.arg = c,
 	};
 	c->timer = evtimer_new(server_base(srv), conn_timer_cb, c);

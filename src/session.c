@@ -367,7 +367,8 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 	size_t used = 0;
 
 	s->in_feed = true;
-	while (used < len && !session_blocked(s) && s->state != STATE_CLOSED) {
+	while (used < len && !session_blocked(s) && s->state != STATE_CLOSED &&
+	       !(s->io.backlogged != NULL && s->io.backlogged(s->io.arg))) {
 		const char *p = buf + used;
 		size_t avail = len - used, linelen, n;
 		const char *lf;

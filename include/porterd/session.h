@@ -31,6 +31,9 @@ struct session_io {
 	/* A lookup finished after session_feed() returned: feed the input
 	 * that is still buffered, and read again. May be NULL in tests. */
 	void (*resume)(void *arg);
+	/* True when the client has too many replies unread: the session takes
+	 * no further command until it is false again. May be NULL. */
+	bool (*backlogged)(void *arg);
 	void *arg;
 };
 

@@ -935,6 +935,39 @@ START_TEST(test_trusted_has_no_budget)
 }
 END_TEST
 
+static bool backlog_full;
+
+static bool test_backlogged(void *arg)
+{
+	(void)arg;
+	return backlog_full;
+}
+
+/* A host whose client reads nothing: the session stops between commands
+ * of one pipelined batch, and takes the rest once the backlog drains. */
+START_TEST(test_backlog_stops_input)
+{
+	static const char input[] = "VRFY jones\r\nNOOP\r\nNOOP\r\n";
+	struct session_io io = { .backlogged = test_backlogged };
+	size_t used;
+
+	start_session(NULL);
+	session_free(&sess);
+	io.sink = capture_sink(&cap);
+	sess = session_new(cfg, &env, client, &io);
+	backlog_full = false;
+	used = session_feed(sess, input, 12);	/* VRFY: answered */
+	ck_assert_uint_eq(used, 12);
+	backlog_full = true;
+	ck_assert_uint_eq(session_feed(sess, input + used, sizeof(input) - 1 - used), 0);
+	ck_assert_str_eq(cap.buf, "250 2.1.5 Fred Jones <jones@example.test>\r\n");
+	backlog_full = false;
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange(input + used, "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+	end_session();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("session");
@@ -973,6 +1006,7 @@ int main(void)
 	tcase_add_test(tc, test_hard_limit_during_transaction);
 	tcase_add_test(tc, test_rate_limit_across_sessions);
 	tcase_add_test(tc, test_trusted_has_no_budget);
+	tcase_add_test(tc, test_backlog_stops_input);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
