@@ -47,6 +47,8 @@ static const struct reply_def catalogue[REPLY__COUNT] = {
 	[REPLY_EXPN_TOO_LARGE] = { 550, "5.3.4", "<%s>: list too large to expand" },
 	[REPLY_ARG_8BIT] = { 553, "5.6.7",
 		"Non-ASCII argument requires the SMTPUTF8 parameter" },
+	[REPLY_ANSWER_8BIT] = { 553, "5.6.7",
+		"The answer is not ASCII; ask again with the SMTPUTF8 parameter" },
 	[REPLY_DISABLED] = { 502, "5.5.1", "%s command is disabled" },
 	[REPLY_UNKNOWN_COMMAND] = { 500, "5.5.2", "Error: command not recognized" },
 	[REPLY_LINE_TOO_LONG] = { 500, "5.5.2", "Line too long" },

@@ -621,14 +621,26 @@ static void async_done(struct session *s)
 		s->io.resume(s->io.arg);
 }
 
+/* RFC 6531 3.7.4.2: no non-ASCII address goes to a client that did not
+ * ask with SMTPUTF8. */
+static bool readable_address(const struct session *s, const char *addr)
+{
+	return addr == NULL || s->smtputf8 || !str_has_8bit(addr, strlen(addr));
+}
+
 static void on_vrfy_answer(const struct dir_answer *a, void *arg)
 {
 	struct session *s = arg;
 	const char *name = printable_name(s, a->fullname);
 	enum reply_id id = vrfy_reply(a, name != NULL);
 
+	if (!readable_address(s, a->address))
+		id = REPLY_ANSWER_8BIT;
+
 	if (id == REPLY_VRFY_NAMED)
 		reply_emit(&s->io.sink, id, false, name, a->address, NULL);
+	else if (id == REPLY_ANSWER_8BIT)
+		send_reply(s, id, NULL);
 	else if (a->address != NULL)
 		send_reply(s, id, a->address);
 	else
@@ -660,12 +672,22 @@ static enum reply_id expn_failure_reply(enum dir_status st)
 	return REPLY_UNKNOWN_USER;
 }
 
-static void send_members(struct session *s, const struct dir_expansion *e)
+/* The members this client can read: without SMTPUTF8, non-ASCII
+ * addresses are left out. Returns how many were sent. */
+static size_t send_members(struct session *s, const struct dir_expansion *e)
 {
-	for (size_t i = 0; i < e->nmembers; i++) {
+	size_t shown = 0, last = e->nmembers;
+
+	while (last > 0 && !readable_address(s, e->members[last - 1].address))
+		last--;
+	for (size_t i = 0; i < last; i++) {
 		const struct dir_member *m = &e->members[i];
 		const char *name = printable_name(s, m->fullname);
-		bool more = i + 1 < e->nmembers;
+		bool more = i + 1 < last;
+
+		if (!readable_address(s, m->address))
+			continue;
+		shown++;
 
 		if (name != NULL)
 			reply_emit(&s->io.sink, REPLY_EXPN_NAMED, more, name,
@@ -674,6 +696,7 @@ static void send_members(struct session *s, const struct dir_expansion *e)
 			reply_emit(&s->io.sink, REPLY_EXPN_MAILBOX, more,
 				   m->address, NULL, NULL);
 	}
+	return shown;
 }
 
 static void on_expn_answer(const struct dir_expansion *e, void *arg)
@@ -681,9 +704,10 @@ static void on_expn_answer(const struct dir_expansion *e, void *arg)
 	struct session *s = arg;
 	enum reply_id id = REPLY_EXPN_MAILBOX;
 
-	if (e->nmembers > 0) {
-		send_members(s, e);
-	} else {
+	if (e->nmembers > 0 && send_members(s, e) == 0) {
+		id = REPLY_ANSWER_8BIT;
+		send_reply(s, id, NULL);
+	} else if (e->nmembers == 0) {
 		id = expn_failure_reply(e->status);
 		send_reply(s, id, id == REPLY_EXPN_MOVED ? e->address : e->query);
 	}
@@ -845,10 +869,10 @@ static enum reply_id rcpt_reply(struct session *s, const struct dir_expansion *e
 	case DIR_FORWARD:
 		/* Relaying is not offered: point the client at the target. */
 		*arg_r = e->members[0].address;
-		return REPLY_VRFY_MOVED;
+		return readable_address(s, *arg_r) ? REPLY_VRFY_MOVED : REPLY_ANSWER_8BIT;
 	case DIR_MOVED:
 		*arg_r = e->address;
-		return REPLY_VRFY_MOVED;
+		return readable_address(s, *arg_r) ? REPLY_VRFY_MOVED : REPLY_ANSWER_8BIT;
 	case DIR_TEMPFAIL:
 		return REPLY_RCPT_TEMPFAIL;
 	case DIR_TOO_LARGE:

@@ -47,6 +47,7 @@ enum reply_id {
 	REPLY_EXPN_AMBIGUOUS,	/* 550 5.1.4 (EXPN may not answer 553) */
 	REPLY_EXPN_TOO_LARGE,	/* 550 5.3.4 list too large to expand */
 	REPLY_ARG_8BIT,		/* 553 5.6.7 non-ASCII argument without SMTPUTF8 */
+	REPLY_ANSWER_8BIT,	/* 553 5.6.7 the answer is non-ASCII, no SMTPUTF8 */
 	REPLY_DISABLED,		/* 502 5.5.1 <VERB> command is disabled */
 	REPLY_UNKNOWN_COMMAND,	/* 500 5.5.2 Error: command not recognized */
 	REPLY_LINE_TOO_LONG,	/* 500 5.5.2 Line too long */

@@ -224,13 +224,20 @@ class Client:
     """An SMTP client that sends bytes as given and reads replies as
     received, each read bounded by a deadline."""
 
-    def __init__(self, addr, timeout=IO_TIMEOUT):
+    def __init__(self, addr, timeout=IO_TIMEOUT, source=None, sockopts=()):
+        """source: the local address to connect from (on Linux any of
+        127/8 is loopback, so 127.0.0.2 is another client host);
+        sockopts: (level, option, value) set before connecting."""
         host, port = addr
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.timeout = timeout
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
+            for level, option, value in sockopts:
+                self.sock.setsockopt(level, option, value)
+            if source is not None:
+                self.sock.bind((source, 0))
             self.sock.connect((host, port))
         except OSError:
             self.sock.close()
@@ -313,6 +320,15 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def vm_rss_kb(pid):
+    """The resident set size of a process, in kB, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise Failure(f"no VmRSS in /proc/{pid}/status")
 
 
 def count_replies(data):

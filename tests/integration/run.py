@@ -42,7 +42,7 @@ import time
 
 from harness import (QUEUED, RECEIVED_DATE, SANITIZER_MARKERS, Client, Daemon,
                      Failure, MailStore, Runner, check, check_eq, count_replies,
-                     free_port, ipv6_loopback_problem, listen_specs)
+                     free_port, ipv6_loopback_problem, listen_specs, vm_rss_kb)
 
 HOSTNAME = "mail.example.test"
 
@@ -83,7 +83,9 @@ TABLE_ENTRIES = sum(1 for line in TABLE.splitlines()
 def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
                 extra=()):
     """A config; extra is more directive lines (none given above: a
-    directive given twice is an error)."""
+    directive given twice is an error; vrfy and expn, and the lifted
+    limits below, are left out when extra sets them)."""
+    given = {line.split()[0] for line in extra if line.strip()}
     lines = [f"# porterd integration test config, port {port}"]
     lines += [f"listen      {spec}" for spec in listen_specs(port, with_ipv6)]
     lines += [
@@ -91,13 +93,14 @@ def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
         "banner      porterd",
         "domains     example.test",
         f"directory   table {table}",
-        "vrfy        on",
-        "expn        on",
         f"maildir     {maildir}",
     ]
+    # Everything is told to the main daemon's clients; the policy tests
+    # set vrfy and expn themselves.
+    lines += [f"{key:11} {value}" for key, value in (("vrfy", "on"), ("expn", "on"))
+              if key not in given]
     # The suite opens hundreds of connections from 127.0.0.1 and many
     # error-heavy sessions: lift those limits unless a test sets them.
-    given = {line.split()[0] for line in extra if line.strip()}
     lines += [f"{key} {value}" for key, value in LIFTED_LIMITS.items() if key not in given]
     lines += list(extra)
     return "\n".join(lines) + "\n"
@@ -119,16 +122,17 @@ OK = b"250 2.0.0 Ok\r\n"
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024     # max_message_size 10m, the default
 
 
-def ehlo_reply(name, addr, size=DEFAULT_MAX_SIZE):
+def ehlo_reply(name, addr, size=DEFAULT_MAX_SIZE, vrfy=True, expn=True):
+    """The reply to EHLO; vrfy and expn: whether they are advertised."""
     return (f"250-{HOSTNAME} Hello {name} [{addr}]\r\n"
             "250-ENHANCEDSTATUSCODES\r\n"
             "250-PIPELINING\r\n"
             f"250-SIZE {size}\r\n"
             "250-8BITMIME\r\n"
             "250-SMTPUTF8\r\n"
-            "250-VRFY\r\n"
-            "250-EXPN\r\n"
-            "250 HELP\r\n").encode()
+            + ("250-VRFY\r\n" if vrfy else "")
+            + ("250-EXPN\r\n" if expn else "")
+            + "250 HELP\r\n").encode()
 
 
 JONES = b"250 2.1.5 Fred Jones <jones@example.test>\r\n"
@@ -247,6 +251,7 @@ class Context:
         self.daemons = []       # every daemon started, for the final sweep
         self.outputs = []       # (what, text) of short-lived runs to scan
         self.main = None
+        self.limit_daemons = {}  # name: Daemon, see limit_daemon()
         self.acked = []         # every message a daemon acknowledged: Acked
         with open(os.path.join(self.tmp, "directory.table"), "w", encoding="utf-8") as f:
             f.write(TABLE)
@@ -1936,6 +1941,725 @@ def t_second_daemon_same_port(ctx):
     answers_fresh_session(ctx, "the first daemon")
 
 
+# --- privacy and abuse limits -----------------------------------------------------
+#
+# Each limit is tested on a daemon of its own, configured by extra lines
+# on top of config_text() (so the main daemon keeps its LIFTED_LIMITS).
+# A daemon with `trusted 127.0.0.1/32` sees a client bound to 127.0.0.2 as
+# a stranger: on Linux all of 127/8 is loopback.
+
+CANNOT_VRFY = b"252 2.5.0 Cannot VRFY user; send some mail, I'll try my best\r\n"
+VRFY_DISABLED = b"502 5.5.1 VRFY command is disabled\r\n"
+EXPN_DISABLED = b"502 5.5.1 EXPN command is disabled\r\n"
+EXPN_DENIED = b"550 5.7.1 Access denied to you\r\n"
+TOO_MANY_ERRORS = b"421 4.7.0 mail.example.test Error: too many errors\r\n"
+TOO_MANY_CONNECTIONS = b"421 4.7.0 mail.example.test Error: too many connections\r\n"
+TIMED_OUT = b"421 4.4.2 mail.example.test Error: timeout exceeded\r\n"
+POSTMASTER = b"250 2.1.5 Postmaster <postmaster@example.test>\r\n"
+HOSTMASTER = b"250 2.1.5 Hostmaster <hostmaster@example.test>\r\n"
+ABUSE = b"250 2.1.5 Abuse Desk <abuse@example.test>\r\n"
+FRED_SMITH = b"250 2.1.5 Fred Smith <smith@example.test>\r\n"
+BOB_EXPANDED = b"250 2.1.5 <bob@elsewhere.example>\r\n"
+VRFY_SYNTAX = b"501 5.5.4 Syntax: VRFY address\r\n"
+HELO_OK = b"250 mail.example.test\r\n"
+
+UNTRUSTED = "127.0.0.2"     # outside `trusted 127.0.0.1/32`
+
+# Daemons shared by the tests of one kind (their tests change no state
+# another depends on); started on first use, stopped by limit_daemons_exit_0.
+LIMIT_DAEMONS = {
+    "policy-252": ["vrfy 252", "expn off", "trusted 127.0.0.1/32"],
+    # the values of vrfy and expn are matched without regard to case
+    "policy-off": ["vrfy off", "expn OFF", "trusted 127.0.0.1/32 ::1"],
+    "policy-public": ["vrfy 252", "expn off", "trusted 127.0.0.1/32",
+                      "public jones smith@example.test"],
+    "policy-none": ["vrfy 252", "expn off", "trusted none"],
+    "timeouts": ["command_timeout 2s", "data_timeout 2s"],
+}
+
+# error_soft_limit 2, error_hard_limit 6, error_delay 1s; VRFY of unknown
+# users is the error, and the budget must not get in the way.
+TARPIT = ["trusted 127.0.0.1/32", "vrfy on", "error_soft_limit 2", "error_hard_limit 6",
+          "error_delay 1s", "vrfy_rate 1000/1m"]
+
+
+def limit_daemon(ctx, name):
+    if name not in ctx.limit_daemons:
+        ctx.limit_daemons[name] = ctx.start_daemon(name, extra=LIMIT_DAEMONS[name])
+    return ctx.limit_daemons[name]
+
+
+def own_daemon(ctx, name, extra):
+    """A daemon for one test, once wait_ready's session is gone (it would
+    count against connection limits)."""
+    d = ctx.start_daemon(name, extra=extra)
+    try:
+        d.wait_log(rb"event=disconnect client=127\.0\.0\.1 reason=quit\n")
+    except BaseException:
+        d.stop()
+        raise
+    return d
+
+
+def check_stopped(d):
+    """After d.stop(): it exited 0 by itself."""
+    check(not d.killed, f"{os.path.basename(d.log_path)}: no exit within 10 s of SIGTERM")
+    check_eq(d.returncode, 0, f"exit status (log {d.log_tail()})")
+
+
+def limit_session(ctx, d, source=None, host="127.0.0.1", sockopts=()):
+    """A session with daemon d from source (an address of 127/8), or over
+    host ("::1"), that has read the greeting."""
+    c = Client((host, d.port), source=source, sockopts=sockopts)
+    try:
+        check_eq(c.reply(), GREETING, f"greeting to {source or host}")
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def converse(c, exchanges, who):
+    """One command at a time, each answered exactly as given."""
+    for data, want in exchanges:
+        check_eq(c.cmd(data), want, f"{who}: reply to {data!r}")
+
+
+def check_took(took, low, high, what):
+    check(low <= took <= high, f"{what} after {took:.2f} s, want {low:.1f} to {high:.1f} s")
+
+
+def unknown_user(n):
+    return f"550 5.1.1 <nobody{n}>: no such user here\r\n".encode()
+
+
+# --- VRFY and EXPN policy -----------------------------------------------------------
+
+# What a stranger is told under vrfy 252 and expn off with the default
+# public list: the generic 252 for every well-formed request but the
+# public addresses, which get the truth; EXPN is disabled.
+STRANGER_252 = [
+    (b"VRFY jones\r\n", CANNOT_VRFY),
+    (b"VRFY <jones@example.test>\r\n", CANNOT_VRFY),
+    (b"VRFY Fred Jones\r\n", CANNOT_VRFY),
+    (b"VRFY nobody\r\n", CANNOT_VRFY),      # nor whether it is unknown
+    (b"VRFY bob\r\n", CANNOT_VRFY),
+    (b"VRFY alice\r\n", CANNOT_VRFY),
+    (b"VRFY Smith\r\n", CANNOT_VRFY),
+    (b"VRFY postmaster\r\n", POSTMASTER),
+    (b"VRFY <Postmaster@Example.TEST>\r\n", POSTMASTER),
+    (b"VRFY HOSTMASTER\r\n", HOSTMASTER),
+    (b"VRFY abuse\r\n", ABUSE),
+    (b"VRFY\r\n", VRFY_SYNTAX),
+    (b"EXPN example-people\r\n", EXPN_DISABLED),
+    (b"EXPN nobody\r\n", EXPN_DISABLED),
+    (b"EXPN postmaster\r\n", EXPN_DISABLED),
+    (b"NOOP\r\n", OK),
+]
+
+# What a trusted client is told on any of the policy daemons.
+TRUSTED_TRUTH = [
+    (b"VRFY jones\r\n", JONES),
+    (b"VRFY nobody\r\n", NOBODY),
+    (b"VRFY bob\r\n", FORWARD),
+    (b"VRFY postmaster\r\n", POSTMASTER),
+    (b"EXPN example-people\r\n", EXAMPLE_PEOPLE),
+    (b"EXPN bob\r\n", BOB_EXPANDED),
+]
+
+
+def policy_dialogue(ctx, name, host, source, exchanges, vrfy, expn):
+    d = limit_daemon(ctx, name)
+    addr = source or host
+    with limit_session(ctx, d, source=source, host=host) as c:
+        converse(c, [(b"EHLO c.example\r\n", ehlo_reply("c.example", addr, vrfy=vrfy,
+                                                         expn=expn))] + exchanges,
+                 f"{name} daemon, client {addr}")
+        quit_session(c)
+    return d
+
+
+def t_policy_252_trusted(ctx):
+    """vrfy 252, expn off, trusted 127.0.0.1/32: 127.0.0.1 is offered
+    both and told the truth."""
+    policy_dialogue(ctx, "policy-252", "127.0.0.1", None, TRUSTED_TRUTH, True, True)
+
+
+def t_policy_252_stranger(ctx, host, source):
+    """The same daemon to 127.0.0.2 (or ::1): VRFY offered, EXPN not;
+    the generic 252 but for the public addresses; EXPN 502."""
+    d = policy_dialogue(ctx, "policy-252", host, source, STRANGER_252, True, False)
+    addr = re.escape((source or host).encode())
+    d.wait_log(rb"event=vrfy client=" + addr + rb' query="postmaster" result=user code=250\n')
+    check(not re.search(rb"event=(vrfy|expn) client=" + addr + rb' query="(jones|nobody)"',
+                        d.log()), "the directory was asked about jones or nobody for a stranger")
+
+
+def t_policy_vrfy_off(ctx):
+    """vrfy off, expn OFF: a stranger is offered neither; VRFY is 502
+    for every argument, public ones and none at all included; a trusted
+    client still gets everything."""
+    policy_dialogue(ctx, "policy-off", "127.0.0.1", UNTRUSTED, [
+        (b"VRFY jones\r\n", VRFY_DISABLED),
+        (b"VRFY postmaster\r\n", VRFY_DISABLED),
+        (b"VRFY <postmaster@example.test>\r\n", VRFY_DISABLED),
+        (b"VRFY abuse\r\n", VRFY_DISABLED),
+        (b"VRFY\r\n", VRFY_DISABLED),
+        (b"EXPN example-people\r\n", EXPN_DISABLED),
+        (b"NOOP\r\n", OK)], False, False)
+    policy_dialogue(ctx, "policy-off", "127.0.0.1", None, TRUSTED_TRUTH, True, True)
+
+
+def t_policy_trusted_ipv6(ctx):
+    """trusted 127.0.0.1/32 ::1: a client on ::1 is trusted under vrfy off."""
+    policy_dialogue(ctx, "policy-off", "::1", None, TRUSTED_TRUTH, True, True)
+
+
+def t_policy_public_custom(ctx):
+    """public jones smith@example.test replaces the default list: jones in
+    any form and smith@example.test are verified for strangers,
+    postmaster no longer is; EXPN stays off."""
+    policy_dialogue(ctx, "policy-public", "127.0.0.1", UNTRUSTED, [
+        (b"VRFY jones\r\n", JONES),
+        (b"VRFY <JONES@Example.Test>\r\n", JONES),
+        (b"VRFY smith@example.test\r\n", FRED_SMITH),
+        (b"VRFY <smith@example.test>\r\n", FRED_SMITH),
+        (b"VRFY postmaster\r\n", CANNOT_VRFY),
+        (b"VRFY abuse\r\n", CANNOT_VRFY),
+        (b"VRFY qsmith\r\n", CANNOT_VRFY),
+        (b"VRFY nobody\r\n", CANNOT_VRFY),
+        (b"EXPN jones\r\n", EXPN_DISABLED)], True, False)
+    policy_dialogue(ctx, "policy-public", "127.0.0.1", None,
+                    TRUSTED_TRUTH + [(b"VRFY qsmith\r\n", QSMITH)], True, True)
+
+
+def t_policy_trusted_none(ctx, host):
+    """trusted none: 127.0.0.1 (and ::1) are strangers too."""
+    policy_dialogue(ctx, "policy-none", host, None, STRANGER_252, True, False)
+
+
+# --- the tarpit -------------------------------------------------------------------------
+
+def timed_cmd(c, data, limit=10):
+    """Send data, read one reply; (reply, seconds it took)."""
+    t = time.monotonic()
+    c.send(data)
+    got = c.reply(t + limit)
+    return got, time.monotonic() - t
+
+
+def timed_group(c, data, want, limit=12):
+    """Send data, read len(want) octets; (what came, seconds to the first
+    octet, seconds to the last)."""
+    t = time.monotonic()
+    c.send(data)
+    deadline = t + limit
+    c._fill(deadline, "the first reply to the group")
+    first = time.monotonic() - t
+    while len(c.buf) < len(want):
+        c._fill(deadline, f"the replies to the group ({len(want)} octets)")
+    got, c.buf = c.buf, b""
+    return got, first, time.monotonic() - t
+
+
+def t_tarpit(ctx):
+    """error_soft_limit 2, error_hard_limit 6, error_delay 1s, one error at
+    a time from a stranger: errors 1 and 2 at once, 3 after 1 s, 4 after
+    2 s, 5 after 3 s, a NOOP between them at once; the 6th is followed by
+    421 too many errors and the end."""
+    d = ctx.start_daemon("tarpit", extra=TARPIT)
+    try:
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            for n in (1, 2):
+                got, took = timed_cmd(c, f"VRFY nobody{n}\r\n".encode())
+                check_eq(got, unknown_user(n), f"reply to VRFY nobody{n}")
+                check(took < 0.5, f"error reply {n} (within the soft limit) after {took:.2f} s")
+            for n, delay in ((3, 1), (4, 2), (5, 3)):
+                got, took = timed_cmd(c, f"VRFY nobody{n}\r\n".encode())
+                check_eq(got, unknown_user(n), f"reply to VRFY nobody{n}")
+                check_took(took, 0.8 * delay, delay + 2.5, f"error reply {n}")
+                got, took = timed_cmd(c, b"NOOP\r\n")
+                check_eq(got, OK, f"reply to the NOOP after error {n}")
+                check(took < 0.5, f"the NOOP after error {n} was answered after {took:.2f} s")
+            t = time.monotonic()
+            c.send(b"VRFY nobody6\r\n")
+            check_eq(c.read_to_eof(timeout=10), unknown_user(6) + TOO_MANY_ERRORS,
+                     "everything after VRFY nobody6")
+            check_took(time.monotonic() - t, 0, 6.5, "error reply 6, the 421 and the end")
+        d.wait_log(rb"event=too_many_errors client=127\.0\.0\.2 errors=6\n")
+        d.wait_log(rb"event=disconnect client=127\.0\.0\.2 reason=\w+\n")
+        with limit_session(ctx, d, source=UNTRUSTED) as c:   # a new session starts afresh
+            got, took = timed_cmd(c, b"VRFY nobody1\r\n")
+            check_eq(got, unknown_user(1), "VRFY nobody1 on a new session")
+            check(took < 0.5, f"the first error of a new session after {took:.2f} s")
+            quit_session(c)
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+def t_tarpit_pipelined(ctx):
+    """Errors pipelined past the soft limit: nothing is read or answered
+    while a reply is held; the group's replies leave together, in order,
+    after the delays (1 s; then 2 s + 3 s); at the 6th error, 421."""
+    d = ctx.start_daemon("tarpit-pipelined", extra=TARPIT)
+    try:
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            want = unknown_user(1) + unknown_user(2) + unknown_user(3) + OK
+            got, first, last = timed_group(
+                c, b"VRFY nobody1\r\nVRFY nobody2\r\nVRFY nobody3\r\nNOOP\r\n", want)
+            check_eq(got, want, "replies to 3 errors and a NOOP in one write")
+            check_took(first, 0.8, 3.5, "the first reply to the first group")
+            check(last - first < 0.25, f"the replies to the first group came apart over "
+                                       f"{last - first:.2f} s")
+            want = unknown_user(4) + unknown_user(5) + OK
+            got, first, last = timed_group(c, b"VRFY nobody4\r\nVRFY nobody5\r\nNOOP\r\n", want)
+            check_eq(got, want, "replies to 2 more errors and a NOOP in one write")
+            check_took(first, 0.8 * 5, 5 + 3.5, "the first reply to the second group")
+            check(last - first < 0.25, f"the replies to the second group came apart over "
+                                       f"{last - first:.2f} s")
+            c.send(b"VRFY nobody6\r\nNOOP\r\n")
+            check_eq(c.read_to_eof(timeout=10), unknown_user(6) + TOO_MANY_ERRORS,
+                     "everything after the 6th error (the NOOP unanswered)")
+        d.wait_log(rb"event=too_many_errors client=127\.0\.0\.2 errors=6\n")
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+# --- the VRFY budget -------------------------------------------------------------------------
+
+def t_vrfy_rate(ctx):
+    """vrfy_rate 3/1m: a truthful VRFY, a refused RCPT and a truthful EXPN
+    spend a stranger's budget over two sessions (public addresses and
+    accepted recipients are free); then VRFY is the generic 252 and EXPN
+    550 5.7.1, on a new session too, while postmaster is still verified,
+    RCPT still refuses, and 127.0.0.1 (trusted) and 127.0.0.3 (another
+    budget) are told the truth."""
+    d = ctx.start_daemon("rate", extra=["vrfy on", "expn on", "vrfy_rate 3/1m",
+                                        "trusted 127.0.0.1/32"])
+    unknown_rcpt = b"550 5.1.1 <nobody@example.test>: no such user here\r\n"
+    try:
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            converse(c, [(b"VRFY postmaster\r\n", POSTMASTER)] * 4
+                     + [(b"VRFY jones\r\n", JONES)],                          # 1
+                     "first session")
+            quit_session(c)
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            converse(c, [
+                (b"HELO c.example\r\n", HELO_OK),
+                (b"MAIL FROM:<a@remote.example>\r\n", MAIL_OK),
+                (b"RCPT TO:<jones@example.test>\r\n", RCPT_OK),
+                (b"RCPT TO:<postmaster>\r\n", RCPT_OK),
+                (b"RCPT TO:<nobody@example.test>\r\n", unknown_rcpt),         # 2
+                (b"EXPN bob\r\n", BOB_EXPANDED),                                # 3
+                (b"VRFY jones\r\n", CANNOT_VRFY),
+                (b"EXPN bob\r\n", EXPN_DENIED),
+                (b"VRFY nobody\r\n", CANNOT_VRFY),
+                (b"RCPT TO:<nobody@example.test>\r\n", unknown_rcpt),
+                (b"RCPT TO:<qsmith@example.test>\r\n", RCPT_OK),
+                (b"VRFY postmaster\r\n", POSTMASTER)], "second session")
+            quit_session(c)
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            converse(c, [
+                (b"VRFY jones\r\n", CANNOT_VRFY),
+                (b"VRFY qsmith\r\n", CANNOT_VRFY),
+                (b"EXPN example-people\r\n", EXPN_DENIED),
+                (b"EXPN bob\r\n", EXPN_DENIED),
+                (b"VRFY postmaster\r\n", POSTMASTER),
+                (b"VRFY abuse\r\n", ABUSE)], "third session")
+            quit_session(c)
+        with limit_session(ctx, d) as c:
+            converse(c, TRUSTED_TRUTH * 2, "trusted 127.0.0.1")
+            quit_session(c)
+        with limit_session(ctx, d, source="127.0.0.3") as c:
+            converse(c, [(b"VRFY jones\r\n", JONES), (b"EXPN bob\r\n", BOB_EXPANDED)],
+                     "127.0.0.3, a budget of its own")
+            quit_session(c)
+        d.wait_log(rb"event=rate_limited client=127\.0\.0\.2\n", count=5)
+        log = d.log()
+        for other in (b"127.0.0.1", b"127.0.0.3"):
+            check(b"event=rate_limited client=" + other + b"\n" not in log,
+                  f"{other.decode()} was rate limited")
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+# --- connection limits ------------------------------------------------------------------------
+
+def refused_connection(d, source):
+    with Client(("127.0.0.1", d.port), source=source) as c:
+        return c.read_to_eof()
+
+
+def t_max_clients_per_ip(ctx):
+    """max_clients_per_ip 3: three sessions from 127.0.0.2, the fourth is
+    answered 421 and closed; 127.0.0.1 is still served; once one of the
+    three leaves, 127.0.0.2 gets a session again."""
+    d = own_daemon(ctx, "per-ip", ["max_clients_per_ip 3"])
+    sessions = []
+    try:
+        for _ in range(3):
+            sessions.append(limit_session(ctx, d, source=UNTRUSTED))
+        check_eq(refused_connection(d, UNTRUSTED), TOO_MANY_CONNECTIONS,
+                 "what the 4th connection from 127.0.0.2 reads")
+        d.wait_log(rb"event=refused client=127\.0\.0\.2 reason=max_clients_per_ip\n")
+        for c in sessions:
+            check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP on the three sessions")
+        with limit_session(ctx, d) as c:
+            converse(c, [(b"VRFY jones\r\n", JONES)], "127.0.0.1 meanwhile")
+            quit_session(c)
+        quit_session(sessions.pop(0))
+        sessions.append(limit_session(ctx, d, source=UNTRUSTED))
+        check_eq(sessions[-1].cmd(b"VRFY jones\r\n"), JONES, "VRFY on the new session")
+        check_eq(refused_connection(d, UNTRUSTED), TOO_MANY_CONNECTIONS,
+                 "what a 4th connection from 127.0.0.2 reads again")
+        d.wait_log(rb"event=refused client=127\.0\.0\.2 reason=max_clients_per_ip\n", count=2)
+        for c in sessions:
+            quit_session(c)
+        check_eq(d.log().count(b"event=connect client=127.0.0.2\n"), 4,
+                 "sessions from 127.0.0.2 in the log")
+    finally:
+        for c in sessions:
+            c.close()
+        d.stop()
+    check_stopped(d)
+
+
+def t_max_clients(ctx):
+    """max_clients 5: five sessions from three addresses; a sixth from a
+    fourth address, or from one already there, is refused; once one
+    leaves, a new one is served."""
+    d = own_daemon(ctx, "max-clients", ["max_clients 5"])
+    sessions = []
+    try:
+        for source in ("127.0.0.1", "127.0.0.1", "127.0.0.3", "127.0.0.3", "127.0.0.4"):
+            sessions.append(limit_session(ctx, d, source=source))
+        for source in ("127.0.0.5", "127.0.0.1"):
+            check_eq(refused_connection(d, source), TOO_MANY_CONNECTIONS,
+                     f"what a 6th connection, from {source}, reads")
+        d.wait_log(rb"event=refused client=127\.0\.0\.[15] reason=max_clients\n", count=2)
+        for c in sessions:
+            check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP on the five sessions")
+        quit_session(sessions.pop(2))
+        sessions.append(limit_session(ctx, d, source="127.0.0.5"))
+        check_eq(sessions[-1].cmd(b"VRFY jones\r\n"), JONES, "VRFY on the new session")
+        check_eq(refused_connection(d, "127.0.0.6"), TOO_MANY_CONNECTIONS,
+                 "what a 6th connection reads again")
+        for c in sessions:
+            quit_session(c)
+    finally:
+        for c in sessions:
+            c.close()
+        d.stop()
+    check_stopped(d)
+
+
+# --- timeouts ------------------------------------------------------------------------------
+
+class Watcher(threading.Thread):
+    """Reads a client to its end in the background: what came, and when
+    the first octet and the end came."""
+
+    def __init__(self, c, limit=15):
+        super().__init__(daemon=True)
+        self.c, self.limit = c, limit
+        self.data, self.first, self.end, self.error = c.buf, None, None, None
+
+    def run(self):
+        s = self.c.sock
+        s.settimeout(self.limit)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                if self.first is None:
+                    self.first = time.monotonic()
+                self.data += chunk
+        except OSError as e:
+            self.error = e
+        self.end = time.monotonic()
+
+
+def t_command_timeout_idle(ctx):
+    """command_timeout 2s: a client that says nothing is answered 421
+    4.4.2 after about 2 s and closed; one that sends a whole command every
+    second stays well past 2 s, then, idle, gets its 421 2 s after its
+    last reply."""
+    d = limit_daemon(ctx, "timeouts")
+    idle = limit_session(ctx, d, source="127.0.0.3")
+    t_idle = time.monotonic()
+    watcher = Watcher(idle)
+    watcher.start()
+    try:
+        with limit_session(ctx, d) as c:
+            t0 = time.monotonic()
+            for i in range(4):
+                time.sleep(max(0.0, t0 + i - time.monotonic()))
+                check_eq(c.cmd(b"NOOP\r\n"), OK, f"NOOP {i + 1}, at {i} s")
+            t_last = time.monotonic()
+            check_eq(c.read_to_eof(timeout=8), TIMED_OUT, "what the steady client reads, idle")
+            check_took(time.monotonic() - t_last, 1.6, 4.0,
+                       "the 421 to the steady client, counted from its last reply,")
+        watcher.join(8)
+        check(not watcher.is_alive(), "the idle client was not closed")
+        check_eq((watcher.data, watcher.error), (TIMED_OUT, None), "what the idle client reads")
+        check_took(watcher.first - t_idle, 1.6, 4.0, "the 421 to the idle client")
+        check(watcher.end - watcher.first < 0.5, "the idle client's connection stayed open "
+                                                 "after the 421")
+        d.wait_log(rb"event=disconnect client=127\.0\.0\.3 reason=timeout\n")
+    finally:
+        idle.close()
+
+
+def trickle(ctx, d, head, line):
+    """Send head at once, then line one octet every 0.5 s, while another
+    client does a round trip each time. (seconds to the 421 from the
+    greeting, what came, octets of line sent, slowest round trip)."""
+    slow = limit_session(ctx, d, source="127.0.0.4")
+    t0 = time.monotonic()
+    other = limit_session(ctx, d)
+    worst = 0.0
+    sent = 0
+    sel = selectors.DefaultSelector()
+    try:
+        slow.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if head:
+            slow.send(head)
+        sel.register(slow.sock, selectors.EVENT_READ)
+        while time.monotonic() - t0 < 7:
+            if sent < len(line) and time.monotonic() >= t0 + 0.5 * sent:
+                try:
+                    slow.sock.send(line[sent:sent + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass        # closed already: what it said is waiting
+                sent += 1
+                t = time.monotonic()
+                check_eq(other.cmd(b"VRFY jones\r\n"), JONES, "the other client's VRFY")
+                worst = max(worst, time.monotonic() - t)
+            wait = max(0.0, t0 + 0.5 * sent - time.monotonic()) if sent < len(line) else 0.5
+            if sel.select(wait):
+                got = slow.read_to_eof(timeout=5)
+                return time.monotonic() - t0, got, sent, worst
+        return None, slow.buf, sent, worst
+    finally:
+        sel.close()
+        slow.close()
+        other.close()
+
+
+def t_command_timeout_slowloris(ctx):
+    """A client trickling a command one octet every 0.5 s gains nothing:
+    421 about 2 s after the greeting, long before the line's end; another
+    client is served promptly all along."""
+    line = b"VRFY jones\r\n"     # whole only after 5.5 s
+    took, got, sent, worst = trickle(ctx, limit_daemon(ctx, "timeouts"), b"", line)
+    check(took is not None, f"no 421 within 7 s; {sent} octets sent, got {got!r}")
+    check_eq(got, TIMED_OUT, "what the trickling client reads")
+    check_took(took, 1.6, 4.0, "the 421 to the trickling client")
+    check(sent < len(line), "the whole line went out before the 421")
+    check(worst < 0.5, f"a round trip of the other client took {worst:.2f} s")
+
+
+def t_command_timeout_long_line(ctx):
+    """The same with an over-long line: 2100 octets without a line end at
+    once (more than a command line holds, so the daemon discards as it
+    reads), then one more octet every 0.5 s: still 421 about 2 s after
+    the greeting; the deadline is per line, however long the line."""
+    took, got, sent, worst = trickle(ctx, limit_daemon(ctx, "timeouts"), b"x" * 2100,
+                                     b"x" * 20)
+    check(took is not None, f"no 421 within 7 s after 2100 octets and one more every 0.5 s "
+                            f"({sent} sent): every octet of the discarded line renews the "
+                            f"deadline; got {got!r}")
+    check_eq(got, TIMED_OUT, "what the trickling client reads")
+    check_took(took, 1.6, 4.0, "the 421 to the trickling client")
+    check(worst < 0.5, f"a round trip of the other client took {worst:.2f} s")
+
+
+def t_data_timeout_pause(ctx):
+    """data_timeout 2s: a pause of more than 2 s inside DATA gets 421
+    4.4.2 and the end; nothing is delivered."""
+    d = limit_daemon(ctx, "timeouts")
+    before = d.store.snapshot()
+    with mail_session(ctx, d) as c:
+        start_data(c, ["jones@example.test"])
+        c.send(b"Subject: paused\r\n\r\nfirst part, then nothing\r\n")
+        t = time.monotonic()
+        check_eq(c.read_to_eof(timeout=8), TIMED_OUT, "what a client pausing in DATA reads")
+        check_took(time.monotonic() - t, 1.6, 4.0, "the 421 to the pause")
+    d.wait_log(rb"event=disconnect client=127\.0\.0\.1 reason=timeout\n")
+    check_nothing_new(d.store, before, "after the timeout in DATA")
+    check_eq(d.store.files("tmp"), [], "files in tmp/")
+
+
+def t_data_timeout_steady(ctx):
+    """Data arriving every 0.5 s for 4 s, twice data_timeout and
+    command_timeout in all: no timeout, and the end of data is answered
+    250 and delivered."""
+    d = limit_daemon(ctx, "timeouts")
+    lines = [b"Subject: steady\r\n", b"\r\n"] + [f"line {i}\r\n".encode() for i in range(7)]
+    body = b"".join(lines)
+    with mail_session(ctx, d) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start_data(c, ["qsmith@example.test"])
+        t0 = time.monotonic()
+        for i, line in enumerate(lines):
+            time.sleep(max(0.0, t0 + 0.5 * i - time.monotonic()))
+            c.send(line)
+            no_reply_yet(c, 0)
+        time.sleep(max(0.0, t0 + 0.5 * len(lines) - time.monotonic()))
+        check(time.monotonic() - t0 > 4, "test bug: the data took less than 4 s")
+        qid = queued_id(c.cmd(b".\r\n"), "the reply to the end of the slow data")
+        expect_delivered(ctx, d.store, qid, ["qsmith@example.test"], body)
+        check_eq(c.cmd(b"NOOP\r\n"), OK, "NOOP after")
+        quit_session(c)
+
+
+# --- clients that do not read -------------------------------------------------------------------
+
+def flood_until_stuck(c, data, stuck_for, limit, cap=64 << 20, on_send=None):
+    """Send data again and again without reading until the socket takes
+    nothing for stuck_for seconds (True), or limit seconds or cap octets
+    pass (False). Returns (stuck, octets sent)."""
+    c.sock.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + limit
+    stuck_since = None
+    while time.monotonic() < deadline and sent < cap:
+        try:
+            sent += c.sock.send(data)
+            stuck_since = None
+            if on_send is not None:
+                on_send(sent)
+        except BlockingIOError:
+            now = time.monotonic()
+            if stuck_since is None:
+                stuck_since = now
+            elif now - stuck_since >= stuck_for:
+                return True, sent
+            time.sleep(0.02)
+    return False, sent
+
+
+SMALL_RCVBUF = (socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+def t_unread_replies_memory(ctx):
+    """A client that sends EXPN after EXPN and never reads a reply (with a
+    big send buffer of its own, it pushes several MB): the daemon stops
+    reading from it, its memory stays bounded (VmRSS grows by less than
+    50 MB), and other clients are served meanwhile and after. (The MB
+    pushed sit in the kernel's socket buffers, not in the daemon.)"""
+    d = ctx.start_daemon("flood")
+    peak = [0]
+    flood = None
+    try:
+        rss0 = vm_rss_kb(d.pid)
+
+        def sample(_sent):
+            peak[0] = max(peak[0], vm_rss_kb(d.pid))
+
+        flood = Client(("127.0.0.1", d.port), source="127.0.0.3", sockopts=[SMALL_RCVBUF])
+        burst = b"EXPN all-staff\r\nEXPN example-people\r\n" * 2000   # 76 kB, 2 MB of replies
+        stuck, sent = flood_until_stuck(flood, burst, 1.0, 15, on_send=sample)
+        check(stuck, f"the daemon took {sent} octets without the client reading a reply")
+        check(sent >= 1 << 20, f"only {sent} octets pushed: the kernel's socket buffers "
+                               f"are too small for this test (net.ipv4.tcp_wmem)")
+        sample(sent)
+        for i in range(3):
+            with limit_session(ctx, d) as c:
+                t = time.monotonic()
+                check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY of another client")
+                check_eq(c.cmd(b"EXPN example-people\r\n"), EXAMPLE_PEOPLE,
+                         "EXPN of another client")
+                check(time.monotonic() - t < 1, "another client waited "
+                                                f"{time.monotonic() - t:.2f} s")
+                quit_session(c)
+            sample(sent)
+            time.sleep(0.2)
+        grew = peak[0] - rss0
+        check(grew < 50 * 1024, f"VmRSS grew by {grew} kB (from {rss0} kB) while the "
+                                f"client pushed {sent} octets")
+        flood.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        flood.close()
+        d.wait_log(rb"event=disconnect client=127\.0\.0\.3 reason=error\n")
+        answers_fresh_session_on(ctx, d)
+        check(b"reason=nomem" not in d.log(), "a session ran out of memory")
+    finally:
+        if flood is not None:
+            flood.close()
+        d.stop()
+    check_stopped(d)
+
+
+def answers_fresh_session_on(ctx, d):
+    with limit_session(ctx, d) as c:
+        check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY jones on a fresh session")
+        quit_session(c)
+
+
+def t_unread_replies_timeout(ctx):
+    """command_timeout 2s also bounds how long replies may stay unread:
+    the client that stops reading is dropped within a few seconds, and
+    another is served meanwhile."""
+    d = limit_daemon(ctx, "timeouts")
+    flood = Client(("127.0.0.1", d.port), source="127.0.0.5", sockopts=[SMALL_RCVBUF])
+    try:
+        stuck, sent = flood_until_stuck(flood, b"EXPN example-people\r\n" * 1000, 0.3, 5)
+        t = time.monotonic()
+        check(stuck, f"the daemon took {sent} octets without the client reading a reply")
+        answers_fresh_session_on(ctx, d)
+        d.wait_log(rb"event=disconnect client=127\.0\.0\.5 reason=\w+\n", timeout=10)
+        check_took(time.monotonic() - t, 0, 7, "the end of the client that reads nothing")
+    finally:
+        flood.close()
+
+
+def t_limit_daemons_exit(ctx):
+    """The shared limit daemons exit 0 on SIGTERM; their logs are well formed."""
+    problems = []
+    for name, d in ctx.limit_daemons.items():
+        rc = d.stop()
+        if d.killed or rc != 0:
+            problems.append(f"{name}: exit status {rc}{' (killed)' if d.killed else ''}")
+        problems += [f"{name}: {p}" for p in log_form_problems(d.log())]
+    check(not problems, "; ".join(problems[:3]))
+
+
+def run_limits(ctx, runner):
+    r = runner.run
+    no_v6 = ctx.ipv6_problem
+    r("policy_252_trusted", t_policy_252_trusted, ctx)
+    r("policy_252_stranger", t_policy_252_stranger, ctx, "127.0.0.1", UNTRUSTED)
+    r("policy_vrfy_off", t_policy_vrfy_off, ctx)
+    r("policy_public_custom", t_policy_public_custom, ctx)
+    r("policy_trusted_none", t_policy_trusted_none, ctx, "127.0.0.1")
+    if ctx.ipv6:
+        r("policy_252_stranger_ipv6", t_policy_252_stranger, ctx, "::1", None)
+        r("policy_trusted_ipv6", t_policy_trusted_ipv6, ctx)
+        r("policy_trusted_none_ipv6", t_policy_trusted_none, ctx, "::1")
+    else:
+        for name in ("policy_252_stranger_ipv6", "policy_trusted_ipv6",
+                     "policy_trusted_none_ipv6"):
+            runner.skip(name, no_v6)
+    r("tarpit", t_tarpit, ctx)
+    r("tarpit_pipelined", t_tarpit_pipelined, ctx)
+    r("vrfy_rate", t_vrfy_rate, ctx)
+    r("max_clients_per_ip", t_max_clients_per_ip, ctx)
+    r("max_clients", t_max_clients, ctx)
+    r("command_timeout_idle", t_command_timeout_idle, ctx)
+    r("command_timeout_slowloris", t_command_timeout_slowloris, ctx)
+    r("command_timeout_long_line", t_command_timeout_long_line, ctx)
+    r("data_timeout_pause", t_data_timeout_pause, ctx)
+    r("data_timeout_steady", t_data_timeout_steady, ctx)
+    r("unread_replies_memory", t_unread_replies_memory, ctx)
+    r("unread_replies_timeout", t_unread_replies_timeout, ctx)
+    r("limit_daemons_exit_0", t_limit_daemons_exit, ctx)
+
+
 # --- stopping -------------------------------------------------------------------
 
 def t_sigterm_open_sessions(ctx):
@@ -2212,6 +2936,7 @@ def run_all(ctx, runner):
     r("sigterm_open_sessions", t_sigterm_open_sessions, ctx)
     r("sigint_stalled_client", t_sigint_stalled_client, ctx)
     r("fd_exhaustion_recovers", t_fd_exhaustion_recovers, ctx)
+    run_limits(ctx, runner)
     r("daemon_exits_0_on_sigterm", t_main_daemon_exit, ctx)
     r("small_daemon_exits_0", t_small_daemon_exit, ctx)
     r("mail_ledger", t_mail_ledger, ctx)

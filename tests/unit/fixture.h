@@ -35,7 +35,10 @@ static const char fixture_table[] =
 	"loop-b              list     loop-a, qsmith\n"
 	"ghosts              list     nobody, alice\n"
 	"bob                 forward  bob@elsewhere.example\n"
-	"alice               moved    alice@newco.example\n";
+	"alice               moved    alice@newco.example\n"
+	"j\xc3\xb6rg                user     J\xc3\xb6rg M\xc3\xbcller\n"
+	"intl                list     j\xc3\xb6rg, jones\n"
+	"fwd8                forward  m\xc3\xbcller@elsewhere.example\n";
 
 /* Where the fixture's Maildirs go: a new temporary directory each time. */
 static char fixture_mail_root[64];

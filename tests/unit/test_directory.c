@@ -156,7 +156,7 @@ START_TEST(test_domains)
 	ck_assert(directory_domain_is_local(cfg->dir, "EXAMPLE.ORG", 11));
 	ck_assert(!directory_domain_is_local(cfg->dir, "example.net", 11));
 	ck_assert(!directory_domain_is_local(cfg->dir, "example.tes", 11));
-	ck_assert_uint_eq(directory_count(cfg->dir), 14);
+	ck_assert_uint_eq(directory_count(cfg->dir), 17);
 }
 END_TEST
 

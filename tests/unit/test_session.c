@@ -110,7 +110,7 @@ static const struct {
 	{ "VRFY <>\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
 	{ "VRFY <jones\r\n", "501 5.5.4 Syntax: VRFY address\r\n" },
 	{ "VRFY j\xc3\xb6rg\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
-	{ "VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", "550 5.1.1 <j\xc3\xb6rg@example.test>: no such user here\r\n" },
+	{ "VRFY <j\xc3\xb6rg@example.test> SMTPUTF8\r\n", "250 2.1.5 J\xc3\xb6rg M\xc3\xbcller <j\xc3\xb6rg@example.test>\r\n" },
 	/* RFC 821 section 3.3, example 4, and the rest of EXPN */
 	{ "EXPN Example-People\r\n",
 	  "250-2.1.5 Fred Jones <jones@example.test>\r\n"
@@ -141,6 +141,14 @@ static const struct {
 	{ "EXPN staff@elsewhere.example\r\n", "550 5.1.2 <staff@elsewhere.example>: domain is not local here\r\n" },
 	{ "EXPN\r\n", "501 5.5.4 Syntax: EXPN list\r\n" },
 	{ "EXPN \xff\r\n", "553 5.6.7 Non-ASCII argument requires the SMTPUTF8 parameter\r\n" },
+	/* non-ASCII answers go only to clients that asked with SMTPUTF8 */
+	{ "VRFY fwd8\r\n", "553 5.6.7 The answer is not ASCII; ask again with the SMTPUTF8 parameter\r\n" },
+	{ "VRFY fwd8 SMTPUTF8\r\n", "251 2.1.5 User not local; will forward to <m\xc3\xbcller@elsewhere.example>\r\n" },
+	{ "EXPN intl\r\n", "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "EXPN intl SMTPUTF8\r\n", "250-2.1.5 J\xc3\xb6rg M\xc3\xbcller <j\xc3\xb6rg@example.test>\r\n"
+				  "250 2.1.5 Fred Jones <jones@example.test>\r\n" },
+	{ "EXPN fwd8\r\n", "553 5.6.7 The answer is not ASCII; ask again with the SMTPUTF8 parameter\r\n" },
+	{ "VRFY J\xc3\xb6rg SMTPUTF8\r\n", "250 2.1.5 J\xc3\xb6rg M\xc3\xbcller <j\xc3\xb6rg@example.test>\r\n" },
 	/* the other commands */
 	{ "HELO client.example\r\n", "250 mail.example.test\r\n" },
 	{ "HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n" },
@@ -156,7 +164,8 @@ static const struct {
 	{ "MAIL FROM:<a@example.test>\r\n", "503 5.5.1 Error: send HELO/EHLO first\r\n" },
 	{ "RCPT TO:<jones@example.test>\r\n", "503 5.5.1 Error: need MAIL command\r\n" },
 	{ "DATA\r\n", "503 5.5.1 Error: need RCPT command\r\n" },
-	{ "VRFY j\xc3\xb6rg SMTPUTF8\r\n", "550 5.1.1 <j\xc3\xb6rg>: no such user here\r\n" },
+	{ "VRFY j\xc3\xb6rg SMTPUTF8\r\n", "250 2.1.5 J\xc3\xb6rg M\xc3\xbcller <j\xc3\xb6rg@example.test>\r\n" },
+	{ "VRFY j\xc3\xb6rgen SMTPUTF8\r\n", "550 5.1.1 <j\xc3\xb6rgen>: no such user here\r\n" },
 	{ "XYZZY\r\n", "500 5.5.2 Error: command not recognized\r\n" },
 	{ "\r\n", "500 5.5.2 Error: command not recognized\r\n" },
 	{ "VRFY jo\rnes\r\n", "500 5.5.2 Error: control characters in command\r\n" },
@@ -703,6 +712,7 @@ static const struct {
 	{ "RCPT TO:<ghosts@example.test>\r\n", "550 5.1.1 <ghosts@example.test>: list has no local members here\r\n" },
 	{ "RCPT TO:<bob@example.test>\r\n", "551 5.1.6 User not local; please try <bob@elsewhere.example>\r\n" },
 	{ "RCPT TO:<alice@example.test>\r\n", "551 5.1.6 User not local; please try <alice@newco.example>\r\n" },
+	{ "RCPT TO:<fwd8@example.test>\r\n", "553 5.6.7 The answer is not ASCII; ask again with the SMTPUTF8 parameter\r\n" },
 	{ "RCPT TO:<jones@elsewhere.example>\r\n", "554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n" },
 	{ "RCPT TO:<@relay.example:jones@elsewhere.example>\r\n", "554 5.7.1 <jones@elsewhere.example>: Relay access denied\r\n" },
 	{ "RCPT TO:<>\r\n", "501 5.1.3 Bad recipient address syntax\r\n" },
