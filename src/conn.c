@@ -39,7 +39,8 @@ struct conn {
 	const char *close_reason;
 	struct event *timer;	/* the deadline, or the tarpit */
 	bool eof;		/* the client closed its side: answer, then close */
-	bool progress;		/* input was consumed since the timer was set */
+	uint64_t progress;	/* session_progress() when the deadline was set */
+	bool renew;		/* set a fresh deadline at the next chance */
 	bool holding;		/* the timer is a tarpit: output held back */
 };
 
@@ -129,7 +130,6 @@ static void conn_feed_input(struct conn *c)
 		evbuffer_drain(in, used);
 		if (used == 0)
 			break;	/* an incomplete line: wait for more */
-		c->progress = true;
 	}
 }
 
@@ -156,11 +156,13 @@ static void conn_set_timer(struct conn *c)
 	}
 	if (session_blocked(c->session)) {
 		evtimer_del(c->timer);
-		c->progress = true;	/* a fresh deadline once it answers */
+		c->renew = true;	/* a fresh deadline once it answers */
 		return;
 	}
-	if (c->progress || !evtimer_pending(c->timer, NULL)) {
-		c->progress = false;
+	if (c->renew || c->progress != session_progress(c->session) ||
+	    !evtimer_pending(c->timer, NULL)) {
+		c->renew = false;
+		c->progress = session_progress(c->session);
 		tv.tv_sec = (time_t)(session_in_data(c->session) ? cfg->data_timeout
 								 : cfg->command_timeout);
 		tv.tv_usec = 0;

@@ -87,6 +87,7 @@ struct session {
 	bool in_feed;			/* inside session_feed() */
 	bool discarding;		/* inside an over-long line */
 	bool smtputf8;			/* the pending lookup asked SMTPUTF8 */
+	uint64_t progress;		/* lines and data pieces taken */
 	unsigned errors;		/* 5yz replies so far */
 	unsigned delay_ms;		/* tarpit: hold replies this long */
 };
@@ -332,6 +333,11 @@ void session_delay_done(struct session *s)
 	s->delay_ms = 0;
 }
 
+uint64_t session_progress(const struct session *s)
+{
+	return s->progress;
+}
+
 bool session_in_data(const struct session *s)
 {
 	return s->state == STATE_DATA;
@@ -375,6 +381,7 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 
 		if (s->state == STATE_DATA) {
 			used += data_feed(s, p, avail);
+			s->progress++;
 			continue;
 		}
 		lf = memchr(p, '\n', avail);
@@ -397,6 +404,7 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 		n = linelen - 1;
 		if (n > 0 && p[n - 1] == '\r')
 			n--;
+		s->progress++;
 		session_line(s, p, n);
 	}
 	s->in_feed = false;

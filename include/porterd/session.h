@@ -83,6 +83,14 @@ bool session_blocked(const struct session *s);
 unsigned session_delay_ms(const struct session *s);
 void session_delay_done(struct session *s);
 
+/*
+ * Grows with every complete command line and every piece of message data
+ * taken: the host renews its deadline only when this moved, so neither a
+ * line trickled in a byte at a time nor an over-long line being discarded
+ * holds a session open.
+ */
+uint64_t session_progress(const struct session *s);
+
 /* Inside DATA: the host applies data_timeout rather than command_timeout. */
 bool session_in_data(const struct session *s);
 

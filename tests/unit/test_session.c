@@ -978,6 +978,27 @@ START_TEST(test_backlog_stops_input)
 }
 END_TEST
 
+/* Only whole commands and message data count as progress: a trickled or
+ * discarded line never renews the host's deadline. */
+START_TEST(test_progress_counts_commands)
+{
+	char junk[COMMAND_LINE_MAX];
+	uint64_t p0;
+
+	start_session(NULL);
+	p0 = session_progress(sess);
+	ck_assert_uint_eq(session_feed(sess, "NOO", 3), 0);
+	ck_assert_uint_eq(session_progress(sess), p0);
+	memset(junk, 'x', sizeof(junk));
+	ck_assert_uint_eq(session_feed(sess, junk, sizeof(junk)), sizeof(junk));
+	ck_assert_uint_eq(session_feed(sess, junk, 100), 100);
+	ck_assert_uint_eq(session_progress(sess), p0);	/* discarding */
+	exchange("\r\nNOOP\r\n", "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
+	ck_assert_uint_eq(session_progress(sess), p0 + 1);
+	end_session();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("session");
@@ -1017,6 +1038,7 @@ int main(void)
 	tcase_add_test(tc, test_rate_limit_across_sessions);
 	tcase_add_test(tc, test_trusted_has_no_budget);
 	tcase_add_test(tc, test_backlog_stops_input);
+	tcase_add_test(tc, test_progress_counts_commands);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
