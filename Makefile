@@ -4,6 +4,8 @@
 #   make run      build and run porterd in the foreground with conf/porterd.conf
 #   make test     unit suites, the same under ASan+UBSan, integration tests
 #   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages)
+#   make fuzz     libFuzzer targets (tests/fuzz/fuzz.mk; make test runs each
+#                 briefly and replays tests/fuzz/regressions)
 #   make clean
 
 PREFIX     ?= /usr/local
@@ -42,6 +44,8 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 HEADERS   = $(wildcard include/porterd/*.h)
 
 CONF_DEFAULT = conf/porterd.conf
+# How long `make test` runs each fuzz target (make fuzz-run for longer).
+TEST_FUZZ_SECONDS ?= 15
 CONF_INSTALLED = $(SYSCONFDIR)/porterd/porterd.conf
 
 .PHONY: all build run test unit unit-asan integration install clean deps-build deps-test
@@ -90,6 +94,8 @@ test: deps-build deps-test
 	@$(MAKE) --no-print-directory unit BUILD=build/asan SANITIZE=1
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration BUILD=build/asan SANITIZE=1
+	@$(MAKE) --no-print-directory fuzz-regress
+	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do \
@@ -121,3 +127,5 @@ install: all $(BUILD)/installed/porterd
 
 clean:
 	rm -rf build
+
+include tests/fuzz/fuzz.mk
