@@ -8,7 +8,10 @@ It writes a config and a directory table into a temporary directory,
 starts porterd on a free port of 127.0.0.1 (and [::1] when IPv6 loopback
 works), talks SMTP to it byte by byte, with Python's smtplib, with curl
 and with swaks (tests skipped when those are missing), then stops it with
-SIGTERM. Each daemon delivers into NAME-mail/<domain>/<local> of the
+SIGTERM. The privacy and abuse limits (VRFY/EXPN policy, tarpit, rate
+budget, connection limits, timeouts) are tested on daemons of their own,
+with clients bound to 127.0.0.2 and other 127/8 addresses standing for
+other hosts. Each daemon delivers into NAME-mail/<domain>/<local> of the
 temporary directory; every message a daemon acknowledges is recorded and
 checked on disk at once and again at the end (mail_ledger: one complete
 copy per recipient, nothing unacknowledged, tmp/ empty). One line per
@@ -2002,9 +2005,11 @@ def own_daemon(ctx, name, extra):
 
 
 def check_stopped(d):
-    """After d.stop(): it exited 0 by itself."""
+    """After d.stop(): it exited 0 by itself, and its log is well formed."""
     check(not d.killed, f"{os.path.basename(d.log_path)}: no exit within 10 s of SIGTERM")
     check_eq(d.returncode, 0, f"exit status (log {d.log_tail()})")
+    problems = log_form_problems(d.log())
+    check(not problems, "; ".join(problems[:3]))
 
 
 def limit_session(ctx, d, source=None, host="127.0.0.1", sockopts=()):
@@ -2017,6 +2022,12 @@ def limit_session(ctx, d, source=None, host="127.0.0.1", sockopts=()):
         c.close()
         raise
     return c
+
+
+def answers_fresh_session_on(ctx, d):
+    with limit_session(ctx, d) as c:
+        check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY jones on a fresh session")
+        quit_session(c)
 
 
 def converse(c, exchanges, who):
@@ -2223,6 +2234,27 @@ def t_tarpit_pipelined(ctx):
             check_eq(c.read_to_eof(timeout=10), unknown_user(6) + TOO_MANY_ERRORS,
                      "everything after the 6th error (the NOOP unanswered)")
         d.wait_log(rb"event=too_many_errors client=127\.0\.0\.2 errors=6\n")
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+def t_tarpit_delay_0(ctx):
+    """error_delay 0 disables the delay, not the limits: error_soft_limit
+    1, error_hard_limit 4, four errors in one write are answered at once,
+    then 421 too many errors and the end."""
+    d = ctx.start_daemon("tarpit-0", extra=["trusted 127.0.0.1/32", "vrfy on",
+                                            "error_soft_limit 1", "error_hard_limit 4",
+                                            "error_delay 0", "vrfy_rate 1000/1m"])
+    try:
+        with limit_session(ctx, d, source=UNTRUSTED) as c:
+            t = time.monotonic()
+            c.send(b"".join(f"VRFY nobody{n}\r\n".encode() for n in range(1, 5)) + b"NOOP\r\n")
+            check_eq(c.read_to_eof(timeout=5),
+                     b"".join(unknown_user(n) for n in range(1, 5)) + TOO_MANY_ERRORS,
+                     "everything after 4 errors and a NOOP in one write")
+            check(time.monotonic() - t < 0.5, f"the replies took {time.monotonic() - t:.2f} s")
+        d.wait_log(rb"event=too_many_errors client=127\.0\.0\.2 errors=4\n")
     finally:
         d.stop()
     check_stopped(d)
@@ -2595,12 +2627,6 @@ def t_unread_replies_memory(ctx):
     check_stopped(d)
 
 
-def answers_fresh_session_on(ctx, d):
-    with limit_session(ctx, d) as c:
-        check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY jones on a fresh session")
-        quit_session(c)
-
-
 def t_unread_replies_timeout(ctx):
     """command_timeout 2s also bounds how long replies may stay unread:
     the client that stops reading is dropped within a few seconds, and
@@ -2647,6 +2673,7 @@ def run_limits(ctx, runner):
             runner.skip(name, no_v6)
     r("tarpit", t_tarpit, ctx)
     r("tarpit_pipelined", t_tarpit_pipelined, ctx)
+    r("tarpit_delay_0", t_tarpit_delay_0, ctx)
     r("vrfy_rate", t_vrfy_rate, ctx)
     r("max_clients_per_ip", t_max_clients_per_ip, ctx)
     r("max_clients", t_max_clients, ctx)
