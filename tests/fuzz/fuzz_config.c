@@ -18,6 +18,8 @@
 
 #include "porterd/config.h"
 #include "porterd/log.h"
+#include "porterd/policy.h"
+#include "porterd/ratelimit.h"
 
 #include "fuzz_util.h"
 
@@ -49,6 +51,47 @@ static bool lower_domain(const char *s)
 		      s[i] == '-' || s[i] == '.'))
 			return false;
 	return true;
+}
+
+#define IN(v, lo, hi) ((v) >= (lo) && (v) <= (hi))
+
+/* The limits porterd.conf(5) gives, and what server.c builds from them. */
+static void check_limits(const struct config *cfg)
+{
+	struct ratelimit *rl;
+
+	if (!IN(cfg->max_clients, 1, 1000000) || !IN(cfg->max_clients_per_ip, 1, 1000000) ||
+	    !IN(cfg->command_timeout, 1, 3600) || !IN(cfg->data_timeout, 1, 3600) ||
+	    !IN(cfg->error_soft_limit, 1, 1000) || !IN(cfg->error_hard_limit, 1, 1000) ||
+	    !IN(cfg->error_delay, 0, 60) || !IN(cfg->vrfy_rate.count, 1, 1000000) ||
+	    !IN(cfg->vrfy_rate.period, 1, 86400) ||
+	    !IN(cfg->rate_table_size, 16, RATELIMIT_ENTRIES_MAX) ||
+	    !IN(cfg->rate_ipv6_prefix, 16, RATELIMIT_V6_PREFIX_MAX))
+		fuzz_fail("config: a limit out of its bounds");
+	for (size_t i = 0; i < cfg->ntrusted; i++) {
+		char text[NET_TEXT_MAX];
+
+		if (cfg->trusted == NULL || !net_format(&cfg->trusted[i], text, sizeof(text)))
+			fuzz_fail("config: trusted network %zu cannot be formatted", i);
+	}
+	for (size_t i = 0; i < cfg->npublic; i++) {
+		const char *a = cfg->public_addrs[i];
+
+		if (a == NULL || a[0] == '\0')
+			fuzz_fail("config: public address %zu empty", i);
+		for (; *a != '\0'; a++)
+			if (*a >= 'A' && *a <= 'Z')
+				fuzz_fail("config: public address %zu not lowercase", i);
+	}
+	/* server.c: any rate the file may give starts a limiter (the table
+	 * size only scales the memory, so a small one is asked here). */
+	rl = ratelimit_new((unsigned)cfg->vrfy_rate.count, (unsigned)cfg->vrfy_rate.period,
+			   16, (unsigned)cfg->rate_ipv6_prefix);
+	if (rl == NULL)
+		fuzz_fail("config: vrfy_rate %llu/%llus accepted, but ratelimit_new refuses it",
+			  (unsigned long long)cfg->vrfy_rate.count,
+			  (unsigned long long)cfg->vrfy_rate.period);
+	ratelimit_free(&rl);
 }
 
 static void check_config(const struct config *cfg, const char *path)
@@ -98,6 +141,7 @@ static void check_config(const struct config *cfg, const char *path)
 			  (unsigned long long)cfg->max_recipients);
 	if (cfg->dir != NULL)
 		fuzz_fail("config: config_parse opened a directory");
+	check_limits(cfg);
 	if (config_vrfy_name(cfg->vrfy) == NULL || config_expn_name(cfg->expn) == NULL)
 		fuzz_fail("config: no name for a mode");
 }
