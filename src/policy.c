@@ -265,3 +265,8 @@ bool policy_expn_allowed(const struct policy_client *c)
 {
 	return c->expn == EXPN_ON;
 }
+
+bool policy_budgeted(const struct policy_client *c, bool public_vrfy)
+{
+	return !c->trusted && !public_vrfy;
+}

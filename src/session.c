@@ -523,13 +523,14 @@ static bool lookup_arg_accept(struct session *s, const struct command *cmd,
 	return true;
 }
 
-/* One answer from the client's budget across sessions; trusted clients
- * have no budget. False when it is spent: reveal nothing. */
-static bool rate_take(struct session *s)
+/* One answer from the client's budget across sessions, when policy says
+ * it draws on one. False when it is spent: reveal nothing. */
+static bool rate_take(struct session *s, bool public_vrfy)
 {
 	const struct session_env *env = s->env;
 
-	if (s->policy.trusted || env == NULL || env->ratelimit == NULL)
+	if (!policy_budgeted(&s->policy, public_vrfy) || env == NULL ||
+	    env->ratelimit == NULL)
 		return true;
 	if (ratelimit_take(env->ratelimit, s->client_addr, env->now_ms()))
 		return true;
@@ -556,7 +557,7 @@ static void cmd_vrfy(struct session *s, const struct command *cmd)
 	is_public = policy_is_public(s->cfg, arg.local, arg.locallen, arg.domain,
 				     arg.domainlen);
 	if (policy_vrfy(&s->policy, is_public) == POLICY_VRFY_GENERIC ||
-	    (!is_public && !rate_take(s))) {
+	    !rate_take(s, is_public)) {
 		send_reply(s, REPLY_CANNOT_VRFY, NULL);
 		return;
 	}
@@ -573,7 +574,7 @@ static void cmd_expn(struct session *s, const struct command *cmd)
 	}
 	if (!lookup_arg_accept(s, cmd, &arg, "EXPN list"))
 		return;
-	if (!rate_take(s)) {
+	if (!rate_take(s, false)) {
 		send_reply(s, REPLY_EXPN_DENIED, NULL);
 		return;
 	}
@@ -901,7 +902,7 @@ static void on_rcpt_answer(const struct dir_expansion *e, void *arg)
 	enum reply_id id = rcpt_reply(s, e, &rarg);
 
 	if (id == REPLY_UNKNOWN_USER || id == REPLY_RCPT_NO_LOCAL)
-		(void)rate_take(s);	/* failed RCPTs spend the budget too */
+		(void)rate_take(s, false);	/* failed RCPTs spend the budget too */
 	if (id == REPLY_RCPT_OK) {
 		s->tx->rcpt_commands++;
 		session_enter_state(s, STATE_RCPT);

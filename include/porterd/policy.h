@@ -105,4 +105,11 @@ bool policy_advertise_expn(const struct policy_client *c);
 /* Whether EXPN expands (true) or answers 502 (false). */
 bool policy_expn_allowed(const struct policy_client *c);
 
+/*
+ * Whether an answer draws on the client's vrfy_rate budget: truthful
+ * VRFY/EXPN answers and refused RCPTs do, except for trusted clients
+ * and for VRFY of a public address (it reveals nothing harvestable).
+ */
+bool policy_budgeted(const struct policy_client *c, bool public_vrfy);
+
 #endif

@@ -553,11 +553,32 @@ END_TEST
 
 #define NROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* Which answers draw on the vrfy_rate budget. */
+static const struct {
+	bool trusted, public_vrfy, budgeted;
+} budget_rows[] = {
+	{ false, false, true },
+	{ false, true, false },
+	{ true, false, false },
+	{ true, true, false },
+};
+
+START_TEST(test_budget_rows)
+{
+	struct policy_client c = { .trusted = budget_rows[_i].trusted,
+				   .vrfy = VRFY_252, .expn = EXPN_OFF };
+
+	ck_assert_int_eq(policy_budgeted(&c, budget_rows[_i].public_vrfy),
+			 budget_rows[_i].budgeted);
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
 	Suite *s = suite_create("policy");
 	TCase *tc = tcase_create("net");
 
+	tcase_add_loop_test(tc, test_budget_rows, 0, (int)(sizeof(budget_rows) / sizeof(budget_rows[0])));
 	tcase_add_loop_test(tc, test_net_parse_ok, 0, NROWS(parse_ok_rows));
 	tcase_add_loop_test(tc, test_net_parse_bad, 0, NROWS(parse_bad_rows));
 	tcase_add_test(tc, test_net_parse_null);
