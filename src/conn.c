@@ -1,13 +1,20 @@
 /*
- * conn — one client connection: bufferevent in, session in the middle,
- * bufferevent out. The only module that touches client sockets.
+ * conn — one client connection: socket in, session in the middle, socket
+ * out. The only module that touches client sockets.
  *
- * It must never read ahead of the session: while a lookup is outstanding,
- * while the session is closing, or while the client leaves too many
- * replies unread, reading is disabled, so one connection's memory stays
- * bounded by CONN_INPUT_HIGH + CONN_OUTPUT_HIGH. Replies produced while
- * processing one batch of input are appended to the output buffer and
- * leave together in one write when the callback returns.
+ * The hot path makes as few system calls as the work allows: one recv()
+ * per readable event into a stack buffer the session reads in place, and
+ * one send of every reply the input produced, made before the callback
+ * returns (a write event is only armed when the socket would block). An
+ * idle connection holds no buffer: input that the session has not taken
+ * (an incomplete line, or commands behind an outstanding lookup) is kept
+ * in c->in, replies the socket has not taken in c->out, both empty
+ * otherwise.
+ *
+ * It must never read ahead of the session: while a lookup or a delivery
+ * is outstanding, while the session is closing, or while the client
+ * leaves too many replies unread, the read event is off, so one
+ * connection's memory stays bounded by CONN_INPUT_HIGH + CONN_OUTPUT_HIGH.
  *
  * One timer per connection serves two purposes. As a deadline it bounds
  * each command line (command_timeout, from the previous reply to the
@@ -17,12 +24,15 @@
  */
 #include "porterd/conn.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "porterd/config.h"
@@ -30,25 +40,35 @@
 #include "porterd/server.h"
 #include "porterd/session.h"
 
+/* One recv() takes at most this much; on the stack, never per session. */
+#define CONN_READ_CHUNK 16384
+
 struct conn {
 	struct server *srv;
 	struct conn_list *list;
 	struct conn *prev, *next;
-	struct bufferevent *bev;
+	evutil_socket_t fd;
+	struct event *rev;	/* readable; added only while reading */
+	struct event *wev;	/* writable; added only while output waits */
+	struct event *timer;	/* the deadline, or the tarpit */
+	struct evbuffer *in;	/* input the session has not taken yet */
+	struct evbuffer *out;	/* replies the socket has not taken yet */
 	struct session *session;
 	const char *close_reason;
-	struct event *timer;	/* the deadline, or the tarpit */
-	bool eof;		/* the client closed its side: answer, then close */
 	uint64_t progress;	/* session_progress() when the deadline was set */
+	unsigned write_timeout;	/* seconds a client may leave replies unread */
+	bool eof;		/* the client closed its side: answer, then close */
 	bool renew;		/* set a fresh deadline at the next chance */
 	bool holding;		/* the timer is a tarpit: output held back */
+	bool reading;		/* rev is added */
+	bool writing;		/* wev is added */
 };
 
 static void conn_sink_write(void *arg, const char *buf, size_t len)
 {
 	struct conn *c = arg;
 
-	if (bufferevent_write(c->bev, buf, len) < 0) {
+	if (evbuffer_add(c->out, buf, len) < 0) {
 		/* Out of memory for replies: the session cannot stay in sync. */
 		c->close_reason = "nomem";
 	}
@@ -75,6 +95,13 @@ static void list_remove(struct conn *c)
 	c->list->count--;
 }
 
+static void event_release(struct event **ev)
+{
+	if (*ev != NULL)
+		event_free(*ev);
+	*ev = NULL;
+}
+
 void conn_free(struct conn **cp)
 {
 	struct conn *c = *cp;
@@ -88,49 +115,148 @@ void conn_free(struct conn **cp)
 			  session_client_addr(c->session),
 			  c->close_reason != NULL ? c->close_reason : "quit");
 	list_remove(c);
-	if (c->timer != NULL)
-		event_free(c->timer);
+	event_release(&c->rev);
+	event_release(&c->wev);
+	event_release(&c->timer);
 	server_conn_closed(srv, c->session != NULL ? session_client_addr(c->session) : NULL);
 	session_free(&c->session);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	if (c->in != NULL)
+		evbuffer_free(c->in);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
+	evutil_closesocket(c->fd);
 	free(c);
 	*cp = NULL;
 	server_conn_maybe_done(srv);
 }
 
-static void conn_set_timer(struct conn *c);
-static bool conn_settle(struct conn *c);
-
 static size_t output_pending(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return evbuffer_get_length(c->out);
 }
 
-/* Feed buffered input to the session, window by window, while it wants it. */
-static void conn_feed_input(struct conn *c)
+/* The session may take input now. */
+static bool session_ready(const struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	return !session_blocked(c->session) && !session_closing(c->session) &&
+	       output_pending(c) <= CONN_OUTPUT_HIGH && c->close_reason == NULL;
+}
 
-	while (!session_blocked(c->session) && !session_closing(c->session) &&
-	       output_pending(c) <= CONN_OUTPUT_HIGH && c->close_reason == NULL) {
-		size_t avail = evbuffer_get_length(in);
-		size_t window = avail < CONN_FEED_WINDOW ? avail : CONN_FEED_WINDOW;
-		const char *p;
-		size_t used;
+/* Feed len bytes at p, window by window, while the session takes them;
+ * returns how many it took. */
+static size_t feed(struct conn *c, const char *p, size_t len)
+{
+	size_t done = 0;
 
-		if (window == 0)
-			break;
-		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)window);
-		if (p == NULL) {
-			c->close_reason = "nomem";
-			break;
-		}
-		used = session_feed(c->session, p, window);
-		evbuffer_drain(in, used);
+	while (done < len && session_ready(c)) {
+		size_t window = len - done < CONN_FEED_WINDOW ? len - done : CONN_FEED_WINDOW;
+		size_t used = session_feed(c->session, p + done, window);
+
+		done += used;
 		if (used == 0)
 			break;	/* an incomplete line: wait for more */
 	}
+	return done;
+}
+
+/* Feed what waits in c->in. */
+static void feed_buffered(struct conn *c)
+{
+	size_t avail = evbuffer_get_length(c->in);
+	const char *p;
+
+	if (avail == 0 || !session_ready(c))
+		return;
+	p = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)avail);
+	if (p == NULL) {
+		c->close_reason = "nomem";
+		return;
+	}
+	evbuffer_drain(c->in, feed(c, p, avail));
+}
+
+/* Keep what the session did not take, for when it can. */
+static void keep_input(struct conn *c, const char *p, size_t len)
+{
+	if (len > 0 && !session_closing(c->session) &&
+	    evbuffer_add(c->in, p, len) < 0)
+		c->close_reason = "nomem";
+}
+
+/*
+ * Read once: the common case (nothing buffered) is fed straight from the
+ * stack buffer and leaves nothing behind but an incomplete line.
+ */
+static void conn_read(struct conn *c)
+{
+	char chunk[CONN_READ_CHUNK];
+	size_t buffered = evbuffer_get_length(c->in);
+	size_t room = CONN_INPUT_HIGH - buffered;
+	ssize_t n;
+
+	if (room > sizeof(chunk))
+		room = sizeof(chunk);
+	do
+		n = recv(c->fd, chunk, room, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			c->close_reason = "error";
+		return;
+	}
+	if (n == 0) {
+		/* A half-close: what the client sent before it is still
+		 * answered (a message in delivery gets its 250), then close. */
+		c->eof = true;
+		feed_buffered(c);
+		return;
+	}
+	if (buffered == 0) {
+		size_t used = feed(c, chunk, (size_t)n);
+
+		keep_input(c, chunk + used, (size_t)n - used);
+	} else {
+		keep_input(c, chunk, (size_t)n);
+		feed_buffered(c);
+	}
+}
+
+static void set_reading(struct conn *c, bool on)
+{
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(c->rev, NULL);
+	else
+		event_del(c->rev);
+}
+
+/* Send what is pending now; arm the write event only if the socket
+ * would block. Held back entirely while the tarpit holds. Returns false
+ * when the socket failed: the connection is beyond saving. */
+static bool conn_flush(struct conn *c)
+{
+	if (!c->holding && output_pending(c) > 0 &&
+	    evbuffer_write(c->out, c->fd) < 0 &&
+	    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		c->close_reason = "error";
+		return false;
+	}
+	if (output_pending(c) > 0 && !c->holding) {
+		if (!c->writing) {
+			/* A client that stops reading its replies is dropped
+			 * as one that stops sending commands. */
+			struct timeval tv = { (time_t)c->write_timeout, 0 };
+
+			event_add(c->wev, &tv);
+			c->writing = true;
+		}
+	} else if (c->writing) {
+		event_del(c->wev);
+		c->writing = false;
+	}
+	return true;
 }
 
 /*
@@ -147,7 +273,6 @@ static void conn_set_timer(struct conn *c)
 	if (delay > 0) {
 		if (!c->holding) {
 			c->holding = true;
-			bufferevent_disable(c->bev, EV_WRITE);
 			tv.tv_sec = delay / 1000;
 			tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 			evtimer_add(c->timer, &tv);
@@ -170,6 +295,72 @@ static void conn_set_timer(struct conn *c)
 	}
 }
 
+/* The session is over (or the client left): close once flushed. */
+static bool conn_finishing(const struct conn *c)
+{
+	return session_closing(c->session) || (c->eof && !session_blocked(c->session));
+}
+
+/*
+ * After any event: send what the session wrote, close if the session is
+ * over, else read only when the session can take more input. Returns
+ * false when c was freed.
+ */
+static bool conn_settle(struct conn *c)
+{
+	if (c->close_reason != NULL && !session_closing(c->session)) {
+		conn_free(&c);
+		return false;
+	}
+	if (conn_finishing(c)) {
+		set_reading(c, false);
+		if (!conn_flush(c) || output_pending(c) == 0) {
+			conn_free(&c);
+			return false;
+		}
+		return true;	/* the write event closes once flushed */
+	}
+	conn_set_timer(c);	/* first: a tarpit holds this very output */
+	if (!conn_flush(c)) {
+		conn_free(&c);
+		return false;
+	}
+	set_reading(c, !session_blocked(c->session) &&
+		       output_pending(c) <= CONN_OUTPUT_HIGH &&
+		       evbuffer_get_length(c->in) < CONN_INPUT_HIGH);
+	return true;
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	conn_read(c);
+	conn_settle(c);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		c->close_reason = "write_timeout";
+		conn_free(&c);
+		return;
+	}
+	if (!conn_flush(c)) {
+		conn_free(&c);
+		return;
+	}
+	/* The client read its replies: take up the commands that waited. */
+	if (!conn_finishing(c))
+		feed_buffered(c);
+	conn_settle(c);
+}
+
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -179,80 +370,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->holding) {
 		c->holding = false;
 		session_delay_done(c->session);
-		bufferevent_enable(c->bev, EV_WRITE);
-		conn_feed_input(c);
+		feed_buffered(c);
 	} else {
 		c->close_reason = "timeout";
 		session_timeout(c->session);
 	}
 	conn_settle(c);
-}
-
-/*
- * After any event: close if the session is over, else read only when the
- * session can take more input. Returns false when c was freed.
- */
-static bool conn_settle(struct conn *c)
-{
-	if (c->close_reason != NULL && !session_closing(c->session)) {
-		conn_free(&c);
-		return false;
-	}
-	if (session_closing(c->session) || (c->eof && !session_blocked(c->session))) {
-		bufferevent_disable(c->bev, EV_READ);
-		if (output_pending(c) == 0) {
-			conn_free(&c);
-			return false;
-		}
-		return true;	/* the write callback closes once flushed */
-	}
-	if (session_blocked(c->session) || output_pending(c) > CONN_OUTPUT_HIGH)
-		bufferevent_disable(c->bev, EV_READ);
-	else
-		bufferevent_enable(c->bev, EV_READ);
-	conn_set_timer(c);
-	return true;
-}
-
-static void conn_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)bev;
-	conn_feed_input(c);
-	conn_settle(c);
-}
-
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)bev;
-	if (session_closing(c->session) || (c->eof && !session_blocked(c->session))) {
-		if (output_pending(c) == 0)
-			conn_free(&c);
-		return;
-	}
-	/* The client read its replies: take up the commands that waited. */
-	conn_feed_input(c);
-	conn_settle(c);
-}
-
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)bev;
-	if (what & BEV_EVENT_EOF) {
-		/* A half-close: what the client sent before it is still
-		 * answered (a message in delivery gets its 250), then close. */
-		c->eof = true;
-		conn_feed_input(c);
-		conn_settle(c);
-		return;
-	}
-	c->close_reason = what & BEV_EVENT_TIMEOUT ? "write_timeout" : "error";
-	conn_free(&c);
 }
 
 /* Replies pile up unread: the session stops taking commands mid-window,
@@ -262,56 +385,64 @@ static bool conn_backlogged(void *arg)
 	return output_pending(arg) > CONN_OUTPUT_HIGH;
 }
 
-/* A lookup answered later: its reply is out, the next commands may run. */
+/* A lookup or delivery answered later: its reply goes out, the commands
+ * behind it may run. */
 static void conn_resume(void *arg)
 {
 	struct conn *c = arg;
 
-	conn_feed_input(c);
+	feed_buffered(c);
 	conn_settle(c);
 }
 
-struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, const struct session_env *env,
-		      evutil_socket_t fd, const char *client_addr)
+static bool conn_events_new(struct conn *c)
 {
-	/* A client that stops reading its replies is dropped as one that
-	 * stops sending commands. */
-	struct timeval write_timeout = { (time_t)cfg->command_timeout, 0 };
+	struct event_base *base = server_base(c->srv);
+
+	c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wev = event_new(base, c->fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+	c->timer = evtimer_new(base, conn_timer_cb, c);
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	return c->rev != NULL && c->wev != NULL && c->timer != NULL &&
+	       c->in != NULL && c->out != NULL;
+}
+
+bool conn_new(struct server *srv, struct conn_list *list, struct config *cfg,
+	      const struct session_env *env, evutil_socket_t fd,
+	      const char *client_addr)
+{
 	struct conn *c = calloc(1, sizeof(*c));
 	struct session_io io;
+	int one = 1;
 
 	if (c == NULL) {
 		evutil_closesocket(fd);
-		return NULL;
+		return false;
 	}
 	c->srv = srv;
-	c->bev = bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
+	c->fd = fd;
+	c->write_timeout = cfg->command_timeout;
+	/* Replies leave whole, one send per batch: never wait for an ACK. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	io = (struct session_io){
 		.sink = { .write = conn_sink_write, .arg = c },
 		.resume = conn_resume,
 		.backlogged = conn_backlogged,
 		.arg = c,
 	};
-	c->timer = evtimer_new(server_base(srv), conn_timer_cb, c);
-	c->session = c->bev != NULL && c->timer != NULL
-		     ? session_new(cfg, env, client_addr, &io) : NULL;
 	list_insert(list, c);
+	c->session = conn_events_new(c) ? session_new(cfg, env, client_addr, &io) : NULL;
 	if (c->session == NULL) {
-		if (c->bev == NULL)
-			evutil_closesocket(fd);
 		c->close_reason = "nomem";
 		conn_free(&c);
-		return NULL;
+		return false;
 	}
 	log_event(LOG_LEVEL_INFO, "event=connect client=%s", client_addr);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_HIGH);
-	bufferevent_set_timeouts(c->bev, NULL, &write_timeout);
 	session_start(c->session);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	conn_set_timer(c);
-	return c;
+	/* From here on, conn_free() accounts for the client's slot. */
+	conn_settle(c);
+	return true;
 }
 
 struct refusal {

@@ -5,12 +5,28 @@
  */
 #include "porterd/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 
+/* The longest line, prefix and newline included; longer ones are cut. */
+#define LOG_LINE_MAX 1100
+/* Lines batched before a write is forced. */
+#define LOG_BATCH_SIZE (64 * 1024)
+
 static enum log_level max_level = LOG_LEVEL_INFO;
 static FILE *log_stream;
+
+static struct {
+	pthread_mutex_t lock;
+	bool on;
+	pthread_t owner;		/* the thread whose lines are batched */
+	void (*notify)(void *arg);
+	void *notify_arg;
+	size_t len;
+	char buf[LOG_BATCH_SIZE];
+} batch = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_ERR] = "err",
@@ -30,23 +46,95 @@ enum log_level log_get_level(void)
 	return max_level;
 }
 
-void log_event(enum log_level level, const char *fmt, ...)
+/* Caller holds batch.lock. */
+static void batch_write_out(void)
 {
 	FILE *out = log_stream != NULL ? log_stream : stderr;
-	char line[1024];
+
+	if (batch.len > 0) {
+		(void)fwrite(batch.buf, 1, batch.len, out);
+		batch.len = 0;
+	}
+	fflush(out);
+}
+
+void log_buffer_start(void (*notify)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&batch.lock);
+	batch.owner = pthread_self();
+	batch.on = true;
+	batch.notify = notify;
+	batch.notify_arg = arg;
+	pthread_mutex_unlock(&batch.lock);
+}
+
+void log_flush(void)
+{
+	pthread_mutex_lock(&batch.lock);
+	batch_write_out();
+	pthread_mutex_unlock(&batch.lock);
+}
+
+void log_buffer_stop(void)
+{
+	pthread_mutex_lock(&batch.lock);
+	batch_write_out();
+	batch.on = false;
+	batch.notify = NULL;
+	pthread_mutex_unlock(&batch.lock);
+}
+
+/* One line, whole: buffered for the batching thread, else written now. */
+static void emit(const char *line, size_t len)
+{
+	void (*notify)(void *) = NULL;
+	void *arg = NULL;
+
+	pthread_mutex_lock(&batch.lock);
+	if (batch.on && pthread_equal(batch.owner, pthread_self())) {
+		if (len > sizeof(batch.buf) - batch.len)
+			batch_write_out();
+		if (batch.len == 0) {
+			notify = batch.notify;
+			arg = batch.notify_arg;
+		}
+		memcpy(batch.buf + batch.len, line, len);
+		batch.len += len;
+	} else {
+		FILE *out = log_stream != NULL ? log_stream : stderr;
+
+		if (batch.len > 0)
+			(void)fwrite(batch.buf, 1, batch.len, out);
+		batch.len = 0;
+		(void)fwrite(line, 1, len, out);
+		fflush(out);
+	}
+	pthread_mutex_unlock(&batch.lock);
+	if (notify != NULL)
+		notify(arg);
+}
+
+void log_event(enum log_level level, const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
 	va_list ap;
-	int n;
+	int head, n;
+	size_t len;
 
 	if (level > max_level)
 		return;
+	head = snprintf(line, sizeof(line), "porterd: level=%s ", level_names[level]);
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	n = vsnprintf(line + head, sizeof(line) - (size_t)head - 1, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	/* One fputs per line keeps lines whole when stderr is shared. */
-	fprintf(out, "porterd: level=%s %s\n", level_names[level], line);
-	fflush(out);
+	/* A line too long for the buffer is cut, never split. */
+	len = (size_t)head + (size_t)n;
+	if (len > sizeof(line) - 2)
+		len = sizeof(line) - 2;
+	line[len++] = '\n';
+	emit(line, len);
 }
 
 static bool is_plain(unsigned char c)

@@ -86,10 +86,25 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	server_shutdown(srv);
 }
 
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_flush();
+}
+
+/* Log lines of one loop pass leave in one write: the flush event,
+ * activated by the pass's first line, runs after the pass's callbacks. */
+static void schedule_log_flush(void *arg)
+{
+	event_active(arg, EV_TIMEOUT, 1);
+}
+
 static int serve(struct config *cfg)
 {
 	struct event_base *base = event_base_new();
-	struct event *sigint = NULL, *sigterm = NULL;
+	struct event *sigint = NULL, *sigterm = NULL, *logflush = NULL;
 	struct server *srv = NULL;
 	char err[512];
 	int rc = 1;
@@ -109,11 +124,22 @@ static int serve(struct config *cfg)
 		fprintf(stderr, "porterd: cannot install signal handlers\n");
 		goto out;
 	}
+	logflush = event_new(base, -1, 0, on_log_flush, NULL);
+	if (logflush == NULL) {
+		fprintf(stderr, "porterd: cannot create the log flush event\n");
+		goto out;
+	}
+	log_buffer_start(schedule_log_flush, logflush);
 	log_event(LOG_LEVEL_INFO, "event=start version=%s hostname=%s",
 		  PORTERD_VERSION, cfg->hostname);
 	rc = event_base_dispatch(base) < 0 ? 1 : 0;
+	log_buffer_stop();
 	log_event(LOG_LEVEL_INFO, "event=stop");
 out:
+	if (logflush != NULL) {
+		log_buffer_stop();
+		event_free(logflush);
+	}
 	if (sigint != NULL)
 		event_free(sigint);
 	if (sigterm != NULL)

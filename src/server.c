@@ -164,7 +164,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		conn_refuse(fd, srv->cfg);
 		return;
 	}
-	if (conn_new(srv, &srv->conns, srv->cfg, &srv->env, fd, peer) == NULL)
+	if (!conn_new(srv, &srv->conns, srv->cfg, &srv->env, fd, peer))
 		server_conn_closed(srv, peer);
 }
 

@@ -1,6 +1,6 @@
 /*
- * conn — one client connection: a libevent bufferevent between the socket
- * and the sans-I/O session. The only code that reads or writes a client
+ * conn — one client connection: libevent events between the socket and
+ * the sans-I/O session. The only code that reads or writes a client
  * socket. It bounds what a connection may hold: input is fed to the
  * session in windows and never read ahead while a lookup is outstanding
  * or the client is not reading its replies.
@@ -8,6 +8,7 @@
 #ifndef PORTERD_CONN_H
 #define PORTERD_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <event2/util.h>
@@ -20,7 +21,7 @@ struct session_env;
 
 /* Input bytes examined per session_feed() call (>= COMMAND_LINE_MAX). */
 #define CONN_FEED_WINDOW 16384
-/* libevent stops reading a socket when this much input is buffered. */
+/* Reading stops while this much input waits for the session. */
 #define CONN_INPUT_HIGH 65536
 /* Stop reading commands while more than this many reply bytes wait. */
 #define CONN_OUTPUT_HIGH (256 * 1024)
@@ -34,11 +35,13 @@ struct conn_list {
 /*
  * Take over an accepted, non-blocking socket: greet and serve it with a
  * session on cfg using the server's shared services in env. Returns
- * NULL (and closes fd) when out of memory.
+ * false (and closes fd) when out of memory before a session existed; the
+ * caller then releases the client's slot itself. Once true, the
+ * connection releases it with server_conn_closed() when it closes.
  */
-struct conn *conn_new(struct server *srv, struct conn_list *list,
-		      struct config *cfg, const struct session_env *env,
-		      evutil_socket_t fd, const char *client_addr);
+bool conn_new(struct server *srv, struct conn_list *list, struct config *cfg,
+	      const struct session_env *env, evutil_socket_t fd,
+	      const char *client_addr);
 
 /* Over a connection limit: answer 421 4.7.0 and close, no session. */
 void conn_refuse(evutil_socket_t fd, const struct config *cfg);

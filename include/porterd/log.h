@@ -24,6 +24,19 @@ void log_event(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /*
+ * Batching: between log_buffer_start() and log_buffer_stop(), lines logged
+ * by the thread that called log_buffer_start() collect in a buffer and
+ * leave together at log_flush() (or when the buffer fills), so a busy
+ * event loop pays one write per loop pass, not one per event. notify(arg)
+ * runs when the buffer turns non-empty, for the caller to schedule the
+ * flush. Lines from other threads (delivery workers) write through at
+ * once, after what is buffered, so lines are never reordered or split.
+ */
+void log_buffer_start(void (*notify)(void *arg), void *arg);
+void log_flush(void);
+void log_buffer_stop(void);
+
+/*
  * Escape len bytes of src into dst (dstsize bytes, NUL-terminated). Printable
  * ASCII other than backslash and double quote is copied; everything else
  * becomes \xNN. Output that does not fit is cut and ends in "...".

@@ -2,6 +2,9 @@
  * line, and each event is one key=value line. */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <string.h>
+
 #include "porterd/log.h"
 
 static const struct {
@@ -66,6 +69,128 @@ START_TEST(test_event_line_and_level)
 }
 END_TEST
 
+/* Everything written to f so far, as one string. */
+static const char *contents(FILE *f, char *buf, size_t size)
+{
+	size_t n;
+
+	fflush(f);
+	rewind(f);
+	n = fread(buf, 1, size - 1, f);
+	buf[n] = '\0';
+	fseek(f, 0, SEEK_END);
+	return buf;
+}
+
+static int notified;
+
+static void count_notify(void *arg)
+{
+	ck_assert_ptr_eq(arg, &notified);
+	notified++;
+}
+
+static void *log_from_other_thread(void *arg)
+{
+	(void)arg;
+	log_event(LOG_LEVEL_INFO, "event=worker");
+	return NULL;
+}
+
+START_TEST(test_batched_lines_wait_for_flush)
+{
+	char buf[4096];
+	FILE *f = tmpfile();
+
+	ck_assert_ptr_nonnull(f);
+	log_init(LOG_LEVEL_INFO, f);
+	notified = 0;
+	log_buffer_start(count_notify, &notified);
+	log_event(LOG_LEVEL_INFO, "event=one");
+	log_event(LOG_LEVEL_INFO, "event=two");
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)), "");
+	ck_assert_int_eq(notified, 1);	/* once: when the batch began */
+	log_flush();
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)),
+			 "porterd: level=info event=one\nporterd: level=info event=two\n");
+	log_event(LOG_LEVEL_INFO, "event=three");
+	ck_assert_int_eq(notified, 2);
+	log_buffer_stop();
+	log_event(LOG_LEVEL_INFO, "event=four");	/* written through again */
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)),
+			 "porterd: level=info event=one\nporterd: level=info event=two\n"
+			 "porterd: level=info event=three\nporterd: level=info event=four\n");
+	ck_assert_int_eq(notified, 2);
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
+START_TEST(test_other_threads_write_through_in_order)
+{
+	char buf[4096];
+	FILE *f = tmpfile();
+	pthread_t t;
+
+	ck_assert_ptr_nonnull(f);
+	log_init(LOG_LEVEL_INFO, f);
+	log_buffer_start(NULL, NULL);
+	log_event(LOG_LEVEL_INFO, "event=loop");
+	ck_assert_int_eq(pthread_create(&t, NULL, log_from_other_thread, NULL), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	/* The worker's line is out at once, after what was batched before it. */
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)),
+			 "porterd: level=info event=loop\nporterd: level=info event=worker\n");
+	log_buffer_stop();
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
+START_TEST(test_full_batch_is_written_whole)
+{
+	static char buf[256 * 1024];
+	FILE *f = tmpfile();
+	size_t lines = 0;
+
+	ck_assert_ptr_nonnull(f);
+	log_init(LOG_LEVEL_INFO, f);
+	log_buffer_start(NULL, NULL);
+	for (int i = 0; i < 1200; i++)
+		log_event(LOG_LEVEL_INFO, "event=fill n=%04d pad=%0100d", i, 0);
+	/* More than a batch holds: the full batches are out, no line split. */
+	contents(f, buf, sizeof(buf));
+	ck_assert_uint_gt(strlen(buf), 0);
+	ck_assert_int_eq(buf[strlen(buf) - 1], '\n');
+	log_buffer_stop();
+	contents(f, buf, sizeof(buf));
+	for (const char *p = buf; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	ck_assert_uint_eq(lines, 1200);
+	ck_assert_ptr_nonnull(strstr(buf, "event=fill n=1199 "));
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
+START_TEST(test_overlong_line_is_cut_not_split)
+{
+	char buf[4096], big[3000];
+	FILE *f = tmpfile();
+
+	ck_assert_ptr_nonnull(f);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	log_init(LOG_LEVEL_INFO, f);
+	log_event(LOG_LEVEL_INFO, "event=big v=%s", big);
+	contents(f, buf, sizeof(buf));
+	ck_assert_ptr_eq(strchr(buf, '\n'), buf + strlen(buf) - 1);
+	ck_assert_uint_lt(strlen(buf), 1200);
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("log");
@@ -74,6 +199,10 @@ int main(void)
 	tcase_add_loop_test(tc, test_escape_rows, 0, sizeof(escape_rows) / sizeof(escape_rows[0]));
 	tcase_add_test(tc, test_escape_cut);
 	tcase_add_test(tc, test_event_line_and_level);
+	tcase_add_test(tc, test_batched_lines_wait_for_flush);
+	tcase_add_test(tc, test_other_threads_write_through_in_order);
+	tcase_add_test(tc, test_full_batch_is_written_whole);
+	tcase_add_test(tc, test_overlong_line_is_cut_not_split);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
