@@ -4,6 +4,8 @@
 #   make run      build and run porterd in the foreground with conf/porterd.conf
 #   make test     unit suites, the same under ASan+UBSan, integration tests
 #   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages)
+#   make bench    porterd against a canned-reply reference (bench/run.py);
+#                 BENCH_ARGS="--quick" or "--only session,idle" for less
 #   make fuzz     libFuzzer targets (tests/fuzz/fuzz.mk; make test runs each
 #                 briefly and replays tests/fuzz/regressions)
 #   make clean
@@ -48,7 +50,8 @@ CONF_DEFAULT = conf/porterd.conf
 TEST_FUZZ_SECONDS ?= 15
 CONF_INSTALLED = $(SYSCONFDIR)/porterd/porterd.conf
 
-.PHONY: all build run test unit unit-asan integration install clean deps-build deps-test
+.PHONY: all build run test unit unit-asan integration install clean deps-build deps-test \
+	bench bench-tools
 
 all: deps-build
 	@$(MAKE) --no-print-directory build
@@ -85,6 +88,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libporterd.a $(HEADERS) $(wildcard tes
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libporterd.a \
 		$(EVENT_LIBS) $(CHECK_LIBS) $(ALL_LDFLAGS)
 
+# The benchmark's load generator and reference responder: plain C, libc only.
+BENCH_BINS = $(BUILD)/bench/load $(BUILD)/bench/limit
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(OPTFLAGS) $(CFLAGS) -o $@ $< $(ALL_LDFLAGS)
+
+bench-tools: $(BENCH_BINS)
+
+bench: all
+	@$(MAKE) --no-print-directory $(BUILD)/porterd $(BENCH_BINS)
+	python3 bench/run.py $(BENCH_ARGS)
+
 run: all
 	./$(BUILD)/porterd -c $(CONF_DEFAULT)
 
@@ -104,8 +120,8 @@ unit: $(UNIT_BINS)
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$$t; \
 	done
 
-integration: $(BUILD)/porterd
-	python3 tests/integration/run.py --porterd $(BUILD)/porterd
+integration: $(BUILD)/porterd $(BENCH_BINS)
+	python3 tests/integration/run.py --porterd $(BUILD)/porterd --bench $(BUILD)/bench
 
 install: all $(BUILD)/installed/porterd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \

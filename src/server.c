@@ -26,6 +26,10 @@
 
 /* How long accepting pauses after an accept error such as EMFILE. */
 #define ACCEPT_PAUSE_MSECS 100
+/* Connections the kernel may queue unaccepted (capped by somaxconn): a
+ * burst of connects must wait for accept(), not overflow into clients
+ * that wait for a greeting that never comes. */
+#define LISTEN_BACKLOG 4096
 /* Threads that write and fsync Maildir copies. */
 #define DELIVERY_WORKERS 4
 /* How long a stop waits for sessions to flush their 421. */
@@ -207,7 +211,7 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 	}
 	if (ss.ss_family == AF_INET6)
 		flags |= LEV_OPT_BIND_IPV6ONLY;	/* [::] and 0.0.0.0 may coexist */
-	l = evconnlistener_new_bind(srv->base, accept_cb, srv, flags, 511,
+	l = evconnlistener_new_bind(srv->base, accept_cb, srv, flags, LISTEN_BACKLOG,
 				    (struct sockaddr *)&ss, len);
 	if (l == NULL) {
 		snprintf(err, errsize, "listen %s: %s", spec, strerror(errno));

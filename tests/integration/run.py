@@ -247,6 +247,7 @@ DIALOGUE = [
 class Context:
     def __init__(self, args):
         self.binary = os.path.abspath(args.porterd)
+        self.bench = os.path.abspath(args.bench) if args.bench else None
         self.tmp = tempfile.mkdtemp(prefix="porterd-it-")
         self.ipv6_problem = ("--no-ipv6 given" if args.no_ipv6
                              else ipv6_loopback_problem())
@@ -2824,6 +2825,84 @@ def t_sanitizers_clean(ctx):
     check(not found, f"sanitizer reports: {' | '.join(found[:3])}")
 
 
+# --- the benchmark's tools ----------------------------------------------------
+# bench/load and bench/limit are measured with, so they are tested too: the
+# load generator must check every reply, or a benchmark could count errors
+# as speed. Small counts: these are correctness tests, never timings.
+
+def run_load(ctx, mode, port, args):
+    """Run bench/load; (exit status, {key: value} of its result line)."""
+    argv = [os.path.join(ctx.bench, "load"), mode, "-p", str(port), "-t", "20"] + args
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    ctx.outputs.append((f"load {mode}", (proc.stdout + proc.stderr).encode()))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("mode=")]
+    check_eq(len(lines), 1, f"result lines of load {mode} ({proc.stdout!r} {proc.stderr!r})")
+    return proc.returncode, dict(kv.split("=", 1) for kv in lines[0].split())
+
+
+def check_load(ctx, mode, port, args, want_done):
+    rc, res = run_load(ctx, mode, port, args)
+    check_eq((rc, res["done"], res["errors"]), (0, str(want_done), "0"),
+             f"load {mode} {' '.join(args)}: exit, done, errors ({res})")
+    check(float(res["rate"]) > 0, f"load {mode}: a rate ({res})")
+
+
+def t_bench_load_porterd(ctx):
+    """The load generator drives the real daemon in each mode; every
+    message it had acknowledged is in the Maildir; a wrong reply code is
+    an error and exit 1."""
+    d = ctx.start_daemon("bench")
+    try:
+        check_load(ctx, "session", d.port, ["-c", "4", "-n", "40", "-a", "jones,postmaster"], 40)
+        check_load(ctx, "pipeline", d.port, ["-c", "4", "-d", "8", "-n", "2000", "-a", "jones"],
+                   2000)
+        check_load(ctx, "mail", d.port, ["-c", "4", "-n", "30", "-M", "4",
+                                         "-a", "jones@example.test"], 30)
+        rc, res = run_load(ctx, "session", d.port, ["-c", "2", "-n", "4", "-e", "550",
+                                                    "-a", "jones"])
+        check(rc == 1 and int(res["errors"]) > 0,
+              f"load expecting 550 where porterd answers 250: exit {rc}, {res}")
+    finally:
+        d.stop()
+    got = len(d.store.files("new"))
+    check_eq(got, 30, "messages in new/ after load mail -n 30")
+
+
+def t_bench_limit(ctx):
+    """The reference responder greets, answers every line, serves a mail
+    transaction, and exits 0 on SIGTERM."""
+    port = free_port(False)
+    log = open(ctx.path("limit.log"), "wb")
+    proc = subprocess.Popen([os.path.join(ctx.bench, "limit"), "-l", "127.0.0.1",
+                             "-p", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                check(time.monotonic() < deadline and proc.poll() is None,
+                      "limit is not listening")
+                time.sleep(0.05)
+        check_load(ctx, "session", port, ["-c", "4", "-n", "40"], 40)
+        check_load(ctx, "pipeline", port, ["-c", "4", "-n", "2000"], 2000)
+        check_load(ctx, "mail", port, ["-c", "4", "-n", "30"], 30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        log.close()
+    with open(ctx.path("limit.log"), "rb") as f:
+        ctx.outputs.append(("limit", f.read()))
+    check_eq(rc, 0, "limit's exit status after SIGTERM")
+
+
 # --- main -----------------------------------------------------------------------
 
 def raise_fd_limit(need):
@@ -2836,6 +2915,8 @@ def raise_fd_limit(need):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--porterd", required=True, help="the porterd binary to test")
+    ap.add_argument("--bench", help="the directory of the benchmark's load and limit "
+                    "binaries, to test them too")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--no-ipv6", action="store_true",
                     help="listen on 127.0.0.1 only, as if IPv6 loopback did not work")
@@ -2922,6 +3003,9 @@ def run_mail(ctx, runner):
 
 def run_all(ctx, runner):
     r = runner.run
+    if ctx.bench is not None:
+        r("bench_load_porterd", t_bench_load_porterd, ctx)
+        r("bench_limit", t_bench_limit, ctx)
     r("greeting", t_greeting, ctx)
     r("ehlo", t_ehlo, ctx)
     for name, data, want in DIALOGUE:
