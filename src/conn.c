@@ -102,6 +102,14 @@ static void event_release(struct event **ev)
 	*ev = NULL;
 }
 
+/* Why c closes, for the log: a QUIT, the client's FIN, or what failed. */
+static const char *close_reason(const struct conn *c)
+{
+	if (c->close_reason != NULL)
+		return c->close_reason;
+	return c->eof && !session_closing(c->session) ? "eof" : "quit";
+}
+
 void conn_free(struct conn **cp)
 {
 	struct conn *c = *cp;
@@ -112,8 +120,7 @@ void conn_free(struct conn **cp)
 	srv = c->srv;
 	if (c->session != NULL)
 		log_event(LOG_LEVEL_INFO, "event=disconnect client=%s reason=%s",
-			  session_client_addr(c->session),
-			  c->close_reason != NULL ? c->close_reason : "quit");
+			  session_client_addr(c->session), close_reason(c));
 	list_remove(c);
 	event_release(&c->rev);
 	event_release(&c->wev);

@@ -503,6 +503,10 @@ def t_abrupt_disconnects(ctx):
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
         c.send(b"EXPN exa")
     ctx.main.wait_log(rb"event=disconnect", count=before + 5)
+    reasons = re.findall(rb"event=disconnect client=127\.0\.0\.1 reason=(\w+)\n",
+                         ctx.main.log())
+    check(b"eof" in reasons[-5:] and b"error" in reasons[-5:],
+          f"disconnect reasons of a FIN and a reset: {reasons[-5:]}")
     answers_fresh_session(ctx)
 
 
