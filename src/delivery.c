@@ -17,6 +17,14 @@
  *    puts its finished job on a mutex-protected list and writes one byte
  *    to a pipe, and the loop runs the callbacks.
  *
+ * Group commit: a worker takes every queued job (up to DELIVERY_BATCH) and
+ * commits them together. All copies are written and their writeback
+ * started first; then each is fsynced (by then the disk is flushing them
+ * all, so the fsyncs share journal commits instead of queueing one
+ * behind another) and linked; then each new/ directory of the batch is
+ * fsynced once. The guarantee per job is unchanged: OK only after its
+ * copies and the new/ entries naming them are durable.
+ *
  * link(), not rename(), moves a copy into new/: link fails with EEXIST
  * where rename would silently replace a message that has the same name
  * (qmail's rule), and until the tmp/ name is unlinked a failure leaves
@@ -27,6 +35,9 @@
  * tmp/ file is fsynced and closed and before it is linked, so a test can
  * kill the process at exactly that point. Never set it in production.
  */
+/* sync_file_range(2): start writeback without waiting for it. */
+#define _GNU_SOURCE
+
 #include "porterd/delivery.h"
 
 #include <errno.h>
@@ -52,11 +63,13 @@
 #define HOST_MAX 64		/* host part of a file name, escapes included */
 #define NAME_TRIES 3		/* fresh names tried when one is taken */
 #define ADDR_MAX 1024		/* local@domain in a log line */
+#define DELIVERY_BATCH 32	/* jobs a worker commits together */
 
 struct rcpt {
 	char *local, *domain;	/* as given */
 	char *dir;		/* the Maildir, expanded by the worker */
 	char name[NAME_MAX + 1];
+	int fd;			/* the tmp/ copy, open until fsynced; else -1 */
 	bool in_tmp, in_new;	/* names this job must remove if it fails */
 };
 
@@ -90,7 +103,7 @@ struct delivery {
 	pthread_cond_t work;	/* a job was queued, or stopping */
 	struct job_list queue, finished;
 	bool stopping;
-	pthread_t *threads;
+	struct worker *workers;
 	unsigned nthreads;
 
 	int wake_fds[2];	/* worker -> loop: finished is not empty */
@@ -104,6 +117,27 @@ struct job_error {
 	const char *what;
 	char where[PATH_MAX];
 	int err;
+};
+
+/* Jobs committed together, and how each is faring. */
+struct batch {
+	size_t n;
+	struct delivery_job *jobs[DELIVERY_BATCH];
+	struct job_error errors[DELIVERY_BATCH];
+	size_t made[DELIVERY_BATCH];	/* recipients with a copy on disk */
+	bool failed[DELIVERY_BATCH];
+};
+
+/* One new/ directory of a batch, and a job with a copy in it. */
+struct dir_use {
+	const char *dir;
+	size_t job, rcpt;
+};
+
+struct worker {
+	pthread_t thread;
+	struct delivery *d;
+	struct batch batch;
 };
 
 /* Q<counter> of the file names: unique within the process, all threads. */
@@ -179,6 +213,7 @@ bool delivery_job_add_rcpt(struct delivery_job *job, const char *local,
 	}
 	r = &job->rcpts[job->nrcpts++];
 	memset(r, 0, sizeof(*r));
+	r->fd = -1;
 	r->local = l;
 	r->domain = d;
 	return true;
@@ -215,6 +250,8 @@ void delivery_job_free(struct delivery_job **jobp)
 	if (job == NULL)
 		return;
 	for (size_t i = 0; i < job->nrcpts; i++) {
+		if (job->rcpts[i].fd >= 0)
+			close(job->rcpts[i].fd);
 		free(job->rcpts[i].local);
 		free(job->rcpts[i].domain);
 		free(job->rcpts[i].dir);
@@ -500,7 +537,8 @@ static int write_all(int fd, struct iovec *iov, int iovcnt)
 	}
 }
 
-/* Write the message to fd, fsync and close it (closed in every case). */
+/* Write the message to fd and start its writeback; fd stays open for
+ * copy_sync(). */
 static bool copy_write(const struct delivery_job *job, int fd,
 		       const char *path, struct job_error *e)
 {
@@ -509,13 +547,25 @@ static bool copy_write(const struct delivery_job *job, int fd,
 		{ job->header, job->header_len },
 		{ job->body, job->body_len },
 	};
-	const char *what = write_all(fd, iov, 3) < 0 ? "write"
-			 : fsync(fd) < 0 ? "fsync" : NULL;
-	int err = errno;
 
-	if (what != NULL) {
+	if (write_all(fd, iov, 3) < 0)
+		return fail(e, "write", path, errno);
+	/* Only a head start for the fsync to come: an error shows there. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return true;
+}
+
+/* fsync and close the copy (closed in every case). */
+static bool copy_sync(struct rcpt *r, const char *path, struct job_error *e)
+{
+	int fd = r->fd;
+
+	r->fd = -1;
+	if (fsync(fd) < 0) {
+		int err = errno;
+
 		close(fd);
-		return fail(e, what, path, err);
+		return fail(e, "fsync", path, err);
 	}
 	/* EINTR: Linux has closed fd anyway, and the data is on disk. */
 	if (close(fd) < 0 && errno != EINTR)
@@ -539,14 +589,25 @@ static bool copy_link(struct rcpt *r, const char *tmp, const char *new,
 	return true;
 }
 
-static bool rcpt_deliver(const struct delivery *d,
-			 const struct delivery_job *job, struct rcpt *r,
+/* Phase 1 for one recipient: its copy written into tmp/, fd kept. */
+static bool rcpt_write(const struct delivery *d, const struct delivery_job *job,
+		       struct rcpt *r, struct job_error *e)
+{
+	char tmp[PATH_MAX];
+
+	r->fd = copy_open(d, r, tmp, e);
+	return r->fd >= 0 && copy_write(job, r->fd, tmp, e);
+}
+
+/* Phase 2: the copy durable in tmp/, then named in new/ (whose own
+ * fsync is phase 3, once per directory of the batch). */
+static bool rcpt_publish(const struct delivery *d, struct rcpt *r,
 			 struct job_error *e)
 {
 	char tmp[PATH_MAX], new[PATH_MAX];
-	int fd = copy_open(d, r, tmp, e);
 
-	if (fd < 0 || !copy_write(job, fd, tmp, e))
+	path_join(tmp, r->dir, "tmp", r->name);	/* fitted at copy_open() */
+	if (!copy_sync(r, tmp, e))
 		return false;
 	if (d->test_pause)
 		raise(SIGSTOP);
@@ -557,8 +618,7 @@ static bool rcpt_deliver(const struct delivery *d,
 	if (unlink(tmp) < 0)
 		return fail(e, "unlink", tmp, errno);
 	r->in_tmp = false;
-	path_join(new, r->dir, "new", NULL);
-	return fsync_dir(new, e);
+	return true;
 }
 
 /* --- whole jobs ------------------------------------------------------------ */
@@ -570,9 +630,7 @@ static const char *esc(char *buf, const char *s)
 
 static const char *errno_text(int err, char *buf, size_t size)
 {
-	if (strerror_r(err, buf, size) != 0)
-		snprintf(buf, size, "errno %d", err);
-	return buf;
+	return str_errno(err, buf, size);
 }
 
 static void undo_name(const struct delivery_job *job, const struct rcpt *r,
@@ -601,6 +659,10 @@ static void job_undo(struct delivery_job *job)
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		struct rcpt *r = &job->rcpts[i];
 
+		if (r->fd >= 0) {
+			close(r->fd);
+			r->fd = -1;
+		}
 		if (r->in_new)
 			undo_name(job, r, "new");
 		if (r->in_tmp)
@@ -632,9 +694,10 @@ static void log_delivered(const struct delivery_job *job)
 	}
 }
 
-/* One line per recipient: the one that failed says why. */
+/* One line per recipient: the one that failed says why; made is how
+ * many had a copy on disk (now removed). */
 static void log_failed(const struct delivery_job *job,
-		       const struct job_error *e, bool copies_made)
+		       const struct job_error *e, size_t made)
 {
 	char why[PATH_MAX + 256], text[128];
 
@@ -645,7 +708,7 @@ static void log_failed(const struct delivery_job *job,
 			 errno_text(e->err, text, sizeof(text)));
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const char *reason = i == e->rcpt ? why
-			: copies_made && i < e->rcpt ? "copy removed: another recipient failed"
+			: i < made ? "copy removed: another recipient failed"
 			: "not attempted: another recipient failed";
 
 		log_rcpt(LOG_LEVEL_WARN, job, &job->rcpts[i], "delivery_failed",
@@ -663,48 +726,161 @@ static bool expand_all(const struct delivery *d, struct delivery_job *job,
 	return true;
 }
 
-static bool deliver_all(const struct delivery *d, struct delivery_job *job,
-			struct job_error *e)
+/* Phase 1 for a job: every path, then every copy written. */
+static void job_write(const struct delivery *d, struct batch *b, size_t j)
 {
-	for (e->rcpt = 0; e->rcpt < job->nrcpts; e->rcpt++)
-		if (!rcpt_deliver(d, job, &job->rcpts[e->rcpt], e))
-			return false;
-	return true;
+	struct delivery_job *job = b->jobs[j];
+	struct job_error *e = &b->errors[j];
+
+	if (!expand_all(d, job, e)) {
+		b->failed[j] = true;
+		return;
+	}
+	for (e->rcpt = 0; e->rcpt < job->nrcpts; e->rcpt++) {
+		if (!rcpt_write(d, job, &job->rcpts[e->rcpt], e)) {
+			b->made[j] = e->rcpt;
+			b->failed[j] = true;
+			return;
+		}
+	}
+	b->made[j] = job->nrcpts;
 }
 
+static void job_publish(const struct delivery *d, struct batch *b, size_t j)
+{
+	struct delivery_job *job = b->jobs[j];
+	struct job_error *e = &b->errors[j];
+
+	for (e->rcpt = 0; e->rcpt < job->nrcpts; e->rcpt++) {
+		if (!rcpt_publish(d, &job->rcpts[e->rcpt], e)) {
+			b->failed[j] = true;
+			return;
+		}
+	}
+}
+
+static int dir_use_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dir_use *)a)->dir, ((const struct dir_use *)b)->dir);
+}
+
+/* Every (directory, job) pair of the jobs still standing, by directory. */
+static struct dir_use *dir_uses(const struct batch *b, size_t *n_r)
+{
+	size_t n = 0, k = 0;
+	struct dir_use *uses;
+
+	for (size_t j = 0; j < b->n; j++)
+		n += b->failed[j] ? 0 : b->jobs[j]->nrcpts;
+	uses = calloc(n > 0 ? n : 1, sizeof(*uses));
+	if (uses == NULL)
+		return NULL;
+	for (size_t j = 0; j < b->n; j++)
+		for (size_t i = 0; !b->failed[j] && i < b->jobs[j]->nrcpts; i++)
+			uses[k++] = (struct dir_use){ b->jobs[j]->rcpts[i].dir, j, i };
+	qsort(uses, n, sizeof(*uses), dir_use_cmp);
+	*n_r = n;
+	return uses;
+}
+
+/* Phase 3: fsync each new/ directory once; a failure fails every job
+ * with a copy there. */
+static void batch_sync_dirs(struct batch *b)
+{
+	struct job_error e = { .err = 0 };
+	char path[PATH_MAX];
+	size_t n = 0;
+	struct dir_use *uses = dir_uses(b, &n);
+
+	for (size_t k = 0; k < n; k++) {
+		bool ok;
+
+		if (k > 0 && strcmp(uses[k].dir, uses[k - 1].dir) == 0)
+			continue;
+		path_join(path, uses[k].dir, "new", NULL);
+		ok = fsync_dir(path, &e);
+		for (size_t m = k; !ok && m < n && strcmp(uses[m].dir, uses[k].dir) == 0; m++) {
+			size_t j = uses[m].job;
+
+			if (!b->failed[j]) {
+				b->failed[j] = true;
+				b->errors[j] = e;
+				b->errors[j].rcpt = uses[m].rcpt;
+			}
+		}
+	}
+	if (uses == NULL) {	/* out of memory: nothing is known durable */
+		for (size_t j = 0; j < b->n; j++) {
+			if (!b->failed[j]) {
+				b->failed[j] = true;
+				fail(&b->errors[j], "fsync directory", "(no memory)", ENOMEM);
+				b->errors[j].rcpt = 0;
+			}
+		}
+	}
+	free(uses);
+}
+
+static void batch_run(const struct delivery *d, struct batch *b)
+{
+	for (size_t j = 0; j < b->n; j++) {
+		b->failed[j] = false;
+		b->made[j] = 0;
+		b->errors[j] = (struct job_error){ .err = 0 };
+		job_write(d, b, j);
+	}
+	for (size_t j = 0; j < b->n; j++)
+		if (!b->failed[j])
+			job_publish(d, b, j);
+	batch_sync_dirs(b);
+	for (size_t j = 0; j < b->n; j++) {
+		struct delivery_job *job = b->jobs[j];
+
+		if (!b->failed[j]) {
+			log_delivered(job);
+			job->status = DELIVERY_OK;
+			continue;
+		}
+		job_undo(job);
+		log_failed(job, &b->errors[j], b->made[j]);
+		job->status = b->errors[j].err == ENOSPC || b->errors[j].err == EDQUOT
+			      ? DELIVERY_NOSPACE : DELIVERY_TEMPFAIL;
+	}
+}
+
+/* Without workers (base NULL): a batch of one, now. */
 static enum delivery_status job_run(const struct delivery *d,
 				    struct delivery_job *job)
 {
-	struct job_error e = { .err = 0 };
-	bool expanded = expand_all(d, job, &e);
+	struct batch *b = malloc(sizeof(*b));
+	enum delivery_status st = DELIVERY_TEMPFAIL;
 
-	if (expanded && deliver_all(d, job, &e)) {
-		log_delivered(job);
-		return DELIVERY_OK;
+	if (b != NULL) {
+		b->n = 1;
+		b->jobs[0] = job;
+		batch_run(d, b);
+		st = job->status;
+		free(b);
 	}
-	job_undo(job);
-	log_failed(job, &e, expanded);
-	return e.err == ENOSPC || e.err == EDQUOT ? DELIVERY_NOSPACE
-						  : DELIVERY_TEMPFAIL;
+	return st;
 }
 
 /* --- workers and completions ----------------------------------------------- */
 
-static struct delivery_job *queue_pop(struct delivery *d)
+/* Wait for work; take every queued job, up to a batch. 0: stopping. */
+static size_t queue_pop_batch(struct delivery *d, struct batch *b)
 {
-	struct delivery_job *job;
-
 	pthread_mutex_lock(&d->lock);
 	while (d->queue.head == NULL && !d->stopping)
 		pthread_cond_wait(&d->work, &d->lock);
-	job = d->queue.head;
-	if (job != NULL) {
-		d->queue.head = job->next;
-		if (d->queue.head == NULL)
-			d->queue.tail = NULL;
+	for (b->n = 0; b->n < DELIVERY_BATCH && d->queue.head != NULL; b->n++) {
+		b->jobs[b->n] = d->queue.head;
+		d->queue.head = d->queue.head->next;
 	}
+	if (d->queue.head == NULL)
+		d->queue.tail = NULL;
 	pthread_mutex_unlock(&d->lock);
-	return job;
+	return b->n;
 }
 
 static void loop_wake(struct delivery *d)
@@ -741,12 +917,12 @@ static void job_finished(struct delivery *d, struct delivery_job *job)
 
 static void *worker_main(void *arg)
 {
-	struct delivery *d = arg;
-	struct delivery_job *job;
+	struct worker *w = arg;
 
-	while ((job = queue_pop(d)) != NULL) {
-		job->status = job_run(d, job);
-		job_finished(d, job);
+	while (queue_pop_batch(w->d, &w->batch) > 0) {
+		batch_run(w->d, &w->batch);
+		for (size_t j = 0; j < w->batch.n; j++)
+			job_finished(w->d, w->batch.jobs[j]);
 	}
 	return NULL;
 }
@@ -813,15 +989,20 @@ static bool threads_start(struct delivery *d, unsigned workers)
 			       wake_cb, d);
 	if (d->wake_ev == NULL || event_add(d->wake_ev, NULL) < 0)
 		return false;
-	d->threads = calloc(workers, sizeof(*d->threads));
-	if (d->threads == NULL)
+	d->workers = calloc(workers, sizeof(*d->workers));
+	if (d->workers == NULL)
 		return false;
 	/* Workers take no signals: they are for the loop's thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	while (d->nthreads < workers &&
-	       pthread_create(&d->threads[d->nthreads], NULL, worker_main, d) == 0)
+	while (d->nthreads < workers) {
+		struct worker *w = &d->workers[d->nthreads];
+
+		w->d = d;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			break;
 		d->nthreads++;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return d->nthreads == workers;
 }
@@ -837,7 +1018,7 @@ static void threads_stop(struct delivery *d)
 	pthread_cond_broadcast(&d->work);
 	pthread_mutex_unlock(&d->lock);
 	for (unsigned i = 0; i < d->nthreads; i++)
-		pthread_join(d->threads[i], NULL);
+		pthread_join(d->workers[i].thread, NULL);
 	d->nthreads = 0;
 }
 
@@ -916,7 +1097,7 @@ void delivery_free(struct delivery **dp)
 	jobs_free(list_take(&d->queue));
 	pthread_cond_destroy(&d->work);
 	pthread_mutex_destroy(&d->lock);
-	free(d->threads);
+	free(d->workers);
 	free(d->template);
 	free(d);
 	*dp = NULL;

@@ -105,6 +105,14 @@ static int read_all(int fd, char *buf, size_t size)
 	return 0;
 }
 
+const char *str_errno(int err, char *buf, size_t size)
+{
+	/* The XSI strerror_r: this file is built without _GNU_SOURCE. */
+	if (strerror_r(err, buf, size) != 0)
+		snprintf(buf, size, "errno %d", err);
+	return buf;
+}
+
 int str_read_file(const char *path, char **buf_r, size_t *len_r)
 {
 	struct stat st;

@@ -41,6 +41,9 @@ bool str_copy(char *dst, size_t dstsize, const char *src, size_t len);
 int str_error_at(char *err, size_t errsize, const char *path, unsigned long line,
 		 const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
+/* The text of errno value err in buf (thread-safe); returns buf. */
+const char *str_errno(int err, char *buf, size_t size);
+
 /*
  * Read a whole file into a NUL-terminated heap buffer. Returns 0 or an errno
  * value; *len_r gets the length without the NUL.

@@ -494,6 +494,59 @@ START_TEST(test_threads_fifty_jobs)
 }
 END_TEST
 
+static struct outcome *batch_all;	/* counts every job's callback */
+
+static void on_batch_done(enum delivery_status st, void *arg)
+{
+	on_done(st, arg);
+	on_done(st, batch_all);
+}
+
+/* Jobs queued together are committed together: one worker, 100 jobs of
+ * two recipients queued at once, every tenth with an unsafe second
+ * recipient. The failures stay their own: every other job is delivered to
+ * both, the failed ones leave nothing behind. */
+START_TEST(test_threads_batch_failures_stay_apart)
+{
+	char *root = new_root(), tpl[PATH_MAX], a[64], b[64], id[16];
+	struct event_base *base = event_base_new();
+	struct outcome all = { .target = 100, .base = base }, each[100];
+	struct delivery *d;
+	int ok = 0;
+
+	ck_assert_ptr_nonnull(base);
+	snprintf(tpl, sizeof(tpl), "%s/%%d/%%u", root);
+	d = delivery_new(base, tpl, 1);
+	ck_assert_ptr_nonnull(d);
+	for (int i = 0; i < 100; i++) {
+		const char *const rcpts[] = { a, b, NULL };
+
+		snprintf(a, sizeof(a), "user%d@example.test", i % 7);
+		snprintf(b, sizeof(b), i % 10 == 3 ? ".hidden@example.test"
+						   : "other%d@example.test", i % 3);
+		snprintf(id, sizeof(id), "B%d", i);
+		each[i] = (struct outcome){ .calls = 0 };
+		ck_assert_ptr_nonnull(delivery_submit(d, make_job(id, "a@b.example", rcpts, 0),
+						      on_batch_done, &each[i]));
+	}
+	batch_all = &all;
+	run_loop(base);
+	batch_all = NULL;
+	ck_assert_int_eq(all.calls, 100);
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(each[i].calls, 1);
+		ck_assert_int_eq(each[i].st, i % 10 == 3 ? DELIVERY_TEMPFAIL : DELIVERY_OK);
+		ok += each[i].st == DELIVERY_OK;
+	}
+	delivery_free(&d);
+	ck_assert_int_eq(ok, 90);
+	ck_assert_int_eq(count_files(root, true), 180);
+	ck_assert_int_eq(count_files(root, false), 180);
+	event_base_free(base);
+	root_done(root);
+}
+END_TEST
+
 /* One worker and a FIFO: the cancelled job finishes before the other, so
  * by the time the other's callback has run, the cancelled one's would
  * have. */
@@ -647,6 +700,7 @@ static Suite *delivery_suite(void)
 	tcase_add_unchecked_fixture(th, base_setup, base_teardown);
 	tcase_set_timeout(th, 30);
 	tcase_add_test(th, test_threads_fifty_jobs);
+	tcase_add_test(th, test_threads_batch_failures_stay_apart);
 	tcase_add_test(th, test_threads_cancel);
 	tcase_add_test(th, test_threads_free_with_queue);
 	suite_add_tcase(s, th);
