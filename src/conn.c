@@ -25,8 +25,6 @@
 #include "porterd/conn.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -421,7 +419,6 @@ bool conn_new(struct server *srv, struct conn_list *list, struct config *cfg,
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	struct session_io io;
-	int one = 1;
 
 	if (c == NULL) {
 		evutil_closesocket(fd);
@@ -430,8 +427,6 @@ bool conn_new(struct server *srv, struct conn_list *list, struct config *cfg,
 	c->srv = srv;
 	c->fd = fd;
 	c->write_timeout = cfg->command_timeout;
-	/* Replies leave whole, one send per batch: never wait for an ACK. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	io = (struct session_io){
 		.sink = { .write = conn_sink_write, .arg = c },
 		.resume = conn_resume,

@@ -7,6 +7,8 @@
 #include "porterd/server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -204,6 +206,7 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 			 LEV_OPT_CLOSE_ON_EXEC;
 	struct evconnlistener *l;
+	int one = 1;
 
 	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &len) < 0) {
 		snprintf(err, errsize, "listen %s: not an address and port", spec);
@@ -217,6 +220,11 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 		snprintf(err, errsize, "listen %s: %s", spec, strerror(errno));
 		return -1;
 	}
+	/* Replies leave whole, one send per batch, so they never wait for an
+	 * ACK; accepted sockets inherit this on Linux, saving a system call
+	 * per connection. */
+	(void)setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one,
+			 sizeof(one));
 	evconnlistener_set_error_cb(l, accept_error_cb);
 	srv->listeners[srv->nlisteners++] = l;
 	log_event(LOG_LEVEL_INFO, "event=listen address=%s", spec);
