@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,6 +107,21 @@ static int read_all(int fd, char *buf, size_t size)
 	return 0;
 }
 
+void mem_hint_huge(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t end = ((uintptr_t)p + len) & ~(huge - 1);
+
+	if (end > start)
+		(void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)len;
+#endif
+}
+
 const char *str_errno(int err, char *buf, size_t size)
 {
 	/* The XSI strerror_r: this file is built without _GNU_SOURCE. */
@@ -136,6 +153,8 @@ int str_read_file(const char *path, char **buf_r, size_t *len_r)
 		close(fd);
 		return ENOMEM;
 	}
+	/* Before the first touch: a large table file is read at random. */
+	mem_hint_huge(buf, (size_t)st.st_size + 1);
 	rc = read_all(fd, buf, (size_t)st.st_size);
 	close(fd);
 	if (rc != 0) {

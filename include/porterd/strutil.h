@@ -41,6 +41,13 @@ bool str_copy(char *dst, size_t dstsize, const char *src, size_t len);
 int str_error_at(char *err, size_t errsize, const char *path, unsigned long line,
 		 const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
+/*
+ * Ask for huge pages under [p, p + len) where it spans whole 2 MiB pages:
+ * big tables read at random cost far fewer TLB misses so. Only a hint;
+ * where it is unknown or refused nothing changes.
+ */
+void mem_hint_huge(void *p, size_t len);
+
 /* The text of errno value err in buf (thread-safe); returns buf. */
 const char *str_errno(int err, char *buf, size_t size);
 

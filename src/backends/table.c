@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "porterd/command.h"
 #include "porterd/strutil.h"
@@ -190,23 +189,15 @@ static uint32_t table_hash(const char *s, size_t len)
 	return (uint32_t)h;
 }
 
-/*
- * The big arrays are written at random while a large table is indexed;
- * huge pages save most of the page faults and TLB misses that cost. Only
- * a hint: where it is unknown or refused, nothing changes.
- */
+/* The big arrays are written at random while a large table is indexed
+ * and read at random by every lookup: huge pages (a hint) save most of
+ * the page faults and TLB misses that costs. */
 static void *table_calloc(size_t n, size_t size)
 {
 	void *p = calloc(n > 0 ? n : 1, size);
 
-#ifdef MADV_HUGEPAGE
-	const uintptr_t huge = (uintptr_t)2 << 20;
-	uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-	uintptr_t end = ((uintptr_t)p + n * size) & ~(huge - 1);
-
-	if (p != NULL && end > start)
-		(void)madvise((void *)start, end - start, MADV_HUGEPAGE);
-#endif
+	if (p != NULL)
+		mem_hint_huge(p, n * size);
 	return p;
 }
 
