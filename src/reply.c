@@ -151,14 +151,22 @@ void reply_emit(const struct reply_sink *sink, enum reply_id id, bool more,
 	char *p = frame_start(line, def->code, def->enh, more);
 	size_t next = 0;
 
-	for (const char *t = def->text; *t != '\0'; t++) {
+	/* Literal runs are copied whole; each "%s" takes the next argument. */
+	for (const char *t = def->text; *t != '\0';) {
+		const char *pct = strchr(t, '%');
+		size_t run = pct != NULL ? (size_t)(pct - t) : strlen(t);
+
+		p = append(p, end, t, run);
+		t += run;
 		if (t[0] == '%' && t[1] == 's') {
 			const char *a = next < 3 && args[next] != NULL ? args[next] : "";
+
 			next++;
 			p = append(p, end, a, strlen(a));
-			t++;
-		} else {
+			t += 2;
+		} else if (t[0] == '%') {
 			p = append(p, end, t, 1);
+			t++;
 		}
 	}
 	frame_finish(sink, line, p);

@@ -1,0 +1,81 @@
+/* String helpers that every command passes through: str_has_8bit() word by
+ * word must agree with the octet-by-octet definition everywhere. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "porterd/strutil.h"
+
+/* A high-bit octet at every position of every length up to 40, at every
+ * alignment of the buffer. */
+START_TEST(test_has_8bit_every_position)
+{
+	char buf[64];
+
+	for (size_t align = 0; align < 8; align++) {
+		for (size_t len = 0; len <= 40; len++) {
+			char *s = buf + align;
+
+			memset(s, 'a', len);
+			ck_assert(!str_has_8bit(s, len));
+			for (size_t i = 0; i < len; i++) {
+				s[i] = (char)0xc3;
+				ck_assert_msg(str_has_8bit(s, len), "len %zu at %zu", len, i);
+				ck_assert(!str_has_8bit(s, i));	/* before it: clean */
+				s[i] = 'a';
+			}
+		}
+	}
+}
+END_TEST
+
+/* Octets 0x80..0xff are 8-bit, 0x00..0x7f are not, NUL included. */
+START_TEST(test_has_8bit_boundaries)
+{
+	const char low[] = { 0x00, 0x7f, 0x01, 0x20, 0x7e, 0x00, 0x7f, 0x41, 0x42 };
+
+	ck_assert(!str_has_8bit(low, sizeof(low)));
+	ck_assert(str_has_8bit("\x80", 1));
+	ck_assert(str_has_8bit("abcdefghijklmno\xff", 16));
+}
+END_TEST
+
+START_TEST(test_errno_text)
+{
+	char buf[128];
+
+	ck_assert_str_eq(str_errno(ENOENT, buf, sizeof(buf)), strerror(ENOENT));
+	ck_assert_ptr_eq(str_errno(ENOSPC, buf, sizeof(buf)), buf);
+}
+END_TEST
+
+/* Only a hint: any range, aligned or not, leaves the memory as it was. */
+START_TEST(test_hint_huge_keeps_contents)
+{
+	size_t len = (size_t)5 << 20;
+	unsigned char *p = malloc(len);
+
+	ck_assert_ptr_nonnull(p);
+	memset(p, 0x5a, len);
+	mem_hint_huge(p, len);
+	mem_hint_huge(p + 1, 100);
+	for (size_t i = 0; i < len; i += 4093)
+		ck_assert_int_eq(p[i], 0x5a);
+	free(p);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("strutil");
+	TCase *tc = tcase_create("strutil");
+
+	tcase_add_test(tc, test_has_8bit_every_position);
+	tcase_add_test(tc, test_has_8bit_boundaries);
+	tcase_add_test(tc, test_errno_text);
+	tcase_add_test(tc, test_hint_huge_keeps_contents);
+	suite_add_tcase(s, tc);
+	return testutil_run(s);
+}
