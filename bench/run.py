@@ -203,11 +203,13 @@ def hold_idle(server, conns):
 # --- measurements -------------------------------------------------------------
 
 def alternate(rounds, measure_a, measure_b):
-    """A B A B ...: the median of each side's rounds."""
+    """A B A B ...: the median of each side's rounds (all of them shown)."""
     a, b = [], []
     for _ in range(rounds):
         a.append(measure_a())
         b.append(measure_b())
+    print(f"  rounds: porterd {', '.join(f'{x:,.2f}' for x in a)}; "
+          f"reference {', '.join(f'{x:,.2f}' for x in b)}", flush=True)
     return statistics.median(a), statistics.median(b), a, b
 
 
