@@ -101,7 +101,12 @@ bench: all
 	@$(MAKE) --no-print-directory $(BUILD)/porterd $(BENCH_BINS)
 	python3 bench/run.py $(BENCH_ARGS)
 
+# As root porterd runs as conf/porterd.conf's user, nobody: its Maildirs
+# under build/mail must be nobody's.
 run: all
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		mkdir -p build/mail && chown -R nobody:nogroup build/mail; \
+	fi
 	./$(BUILD)/porterd -c $(CONF_DEFAULT)
 
 # Unit suites (Check), then the same under ASan+UBSan, then the real daemon.
@@ -135,7 +140,8 @@ install: all $(BUILD)/installed/porterd
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/porterd/$$f ]; then \
 			echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/porterd/$$f"; \
 		else \
-			sed 's|^maildir .*|maildir     /var/mail/%d/%u|' conf/$$f \
+			sed -e 's|^maildir .*|maildir     /var/mail/%d/%u|' \
+				-e '/^user  *nobody$$/d' -e '/^group  *nogroup$$/d' conf/$$f \
 				> $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
 			chmod 644 $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
 		fi; \

@@ -44,6 +44,10 @@
 /* Enum fields are written through an int; make sure they are one. */
 _Static_assert(sizeof(enum vrfy_mode) == sizeof(int), "vrfy_mode is not int-sized");
 _Static_assert(sizeof(enum expn_mode) == sizeof(int), "expn_mode is not int-sized");
+_Static_assert(sizeof(enum config_log) == sizeof(int), "config_log is not int-sized");
+
+/* Longest user or group name (useradd's limit is 32). */
+#define CONFIG_ACCOUNT_MAX 32
 
 enum config_type {
 	CONFIG_WORD,		/* one word: char * */
@@ -87,6 +91,9 @@ struct config_key {
 	const char *unit;		/* what max counts, in messages */
 	size_t field;			/* offsetof() into struct config */
 	size_t count_field;		/* offsetof() of the count (list types) */
+	/* offsetof() of a bool set when the key is written in the file, or
+	 * 0 for none (offset 0 is refs, never such a flag). */
+	size_t given_field;
 	config_check_fn *check;		/* validates each value, or NULL */
 	bool lower;			/* values (or the TYPE) stored lowercase */
 	const struct config_enum_value *values;	/* CONFIG_ENUM, NULL-ended */
@@ -96,7 +103,7 @@ struct config_key {
 #define DEFAULTS(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
 static config_check_fn check_listen, check_domain, check_printable,
-	check_maildir, check_public;
+	check_maildir, check_public, check_account;
 static config_default_fn default_hostname, default_domains;
 
 static const struct config_enum_value vrfy_values[] = {
@@ -105,6 +112,11 @@ static const struct config_enum_value vrfy_values[] = {
 
 static const struct config_enum_value expn_values[] = {
 	{ "on", EXPN_ON }, { "off", EXPN_OFF }, { NULL, 0 },
+};
+
+/* No default: CONFIG_LOG_AUTO (0) stays until main knows about -d. */
+static const struct config_enum_value log_values[] = {
+	{ "stderr", CONFIG_LOG_STDERR }, { "syslog", CONFIG_LOG_SYSLOG }, { NULL, 0 },
 };
 
 /* Defaults are applied in this order: domains' default reads hostname. */
@@ -206,6 +218,22 @@ static const struct config_key config_keys[] = {
 	  .defaults = DEFAULTS("100"),
 	  .field = offsetof(struct config, max_recipients),
 	  .lo = 1, .hi = 100000 },
+	/* Keys without a default below stay NULL (or AUTO): "none". */
+	{ .name = "user", .type = CONFIG_WORD,
+	  .defaults = DEFAULTS("porterd"),
+	  .field = offsetof(struct config, user),
+	  .given_field = offsetof(struct config, user_given),
+	  .check = check_account },
+	{ .name = "group", .type = CONFIG_WORD,
+	  .field = offsetof(struct config, group),
+	  .check = check_account },
+	{ .name = "chroot", .type = CONFIG_PATH,
+	  .field = offsetof(struct config, chroot_dir) },
+	{ .name = "pidfile", .type = CONFIG_PATH,
+	  .field = offsetof(struct config, pidfile) },
+	{ .name = "log", .type = CONFIG_ENUM,
+	  .field = offsetof(struct config, log),
+	  .values = log_values },
 };
 
 #define CONFIG_KEYS_N (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -213,6 +241,7 @@ static const struct config_key config_keys[] = {
 struct parse {
 	struct config *cfg;
 	const char *path;
+	char *abs_base;			/* base_dir, made absolute */
 	unsigned line;			/* 0 while applying defaults */
 	unsigned first[CONFIG_KEYS_N];	/* line each key was first given on */
 	char *err;
@@ -458,6 +487,35 @@ static bool check_public(struct parse *p, const struct config_key *k,
 		return true;
 	parse_fail(p, "%s: '%s' is not a local part or address "
 		   "(LOCAL or LOCAL@DOMAIN)", k->name, quote(&q, value));
+	return false;
+}
+
+/* A user or group name as useradd(8) and groupadd(8) allow them, so a
+ * typo is caught here rather than by getpwnam() at start. */
+static bool account_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONFIG_ACCOUNT_MAX || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!(is_alnum(c) || c == '_' || c == '.' || c == '-' ||
+		      (c == '$' && i > 0 && i == n - 1)))
+			return false;
+	}
+	return true;
+}
+
+static bool check_account(struct parse *p, const struct config_key *k,
+			  const char *value)
+{
+	struct quoted q;
+
+	if (account_is_valid(value))
+		return true;
+	parse_fail(p, "%s: '%s' is not a %s name", k->name, quote(&q, value), k->name);
 	return false;
 }
 
@@ -803,11 +861,12 @@ static int apply_rate(struct parse *p, const struct config_key *k, char *value)
 	return 0;
 }
 
-/* One word; a relative path is taken from the config file's directory. */
+/* One word; a relative path is taken from the config file's directory,
+ * and made absolute: porterd -d changes to "/" before it serves. */
 static int apply_path(struct parse *p, const struct config_key *k, char *value)
 {
 	char **slot = config_field(p->cfg, k->field);
-	const char *base = p->cfg->base_dir;
+	const char *base = p->abs_base;
 	size_t size;
 
 	if (one_word(p, k, value) < 0 || !key_check(p, k, value))
@@ -978,6 +1037,62 @@ static int parse_defaults(struct parse *p)
 	return 0;
 }
 
+/* ---- rules across keys ------------------------------------------------ */
+
+static unsigned key_line(const struct parse *p, const char *name)
+{
+	for (size_t i = 0; i < CONFIG_KEYS_N; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return p->first[i];
+	config_abort("key_line: no such key");
+	return 0;
+}
+
+/* Drop trailing "/" and "/." from an absolute directory ("/srv/x/." is
+ * "/srv/x", "/." is "/"), so it compares as a prefix; returns its length. */
+static size_t dir_trim(char *dir)
+{
+	size_t n = strlen(dir);
+
+	for (;;) {
+		if (n > 1 && dir[n - 1] == '/')
+			n--;
+		else if (n >= 2 && dir[n - 1] == '.' && dir[n - 2] == '/')
+			n = n > 2 ? n - 2 : 1;
+		else
+			break;
+	}
+	dir[n] = '\0';
+	return n;
+}
+
+/*
+ * Under chroot the daemon delivers from inside DIR, so maildir must lie
+ * under DIR and is kept as the path seen from inside. The check is made
+ * here, not at chroot time, so that `porterd -t` catches it.
+ */
+static int chroot_maildir(struct parse *p)
+{
+	struct config *cfg = p->cfg;
+	char *dir = cfg->chroot_dir;
+	size_t n;
+	struct quoted qm, qd;
+
+	if (dir == NULL)
+		return 0;
+	n = dir_trim(dir);
+	if (n == 1)
+		return 0;	/* chroot / changes no path */
+	if (strncmp(cfg->maildir, dir, n) != 0 || cfg->maildir[n] != '/') {
+		p->line = key_line(p, "chroot");
+		return parse_fail(p, "chroot: maildir '%s' is not under %s (with "
+				  "chroot, maildir must be a path inside it)",
+				  quote(&qm, cfg->maildir), quote(&qd, dir));
+	}
+	memmove(cfg->maildir, cfg->maildir + n, strlen(cfg->maildir + n) + 1);
+	return 0;
+}
+
 /* ---- lines ----------------------------------------------------------- */
 
 static const struct config_key *key_find(const char *name)
@@ -999,6 +1114,8 @@ static int key_given(struct parse *p, const struct config_key *k, char *value)
 		return parse_fail(p, "%s: missing value", k->name);
 	if (p->first[i] == 0)
 		p->first[i] = p->line;
+	if (k->given_field != 0)
+		*(bool *)config_field(p->cfg, k->given_field) = true;
 	return config_types[k->type].apply(p, k, value);
 }
 
@@ -1097,6 +1214,25 @@ static void config_free(struct config *cfg)
 	free(cfg);
 }
 
+/* base_dir itself when absolute, else below the current directory. */
+static char *absolute_dir(const char *dir)
+{
+	char cwd[PATH_MAX], *abs;
+	size_t size;
+
+	if (dir[0] == '/')
+		return strdup(dir);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	if (strcmp(dir, ".") == 0)
+		return strdup(cwd);
+	size = strlen(cwd) + 1 + strlen(dir) + 1;
+	abs = malloc(size);
+	if (abs != NULL)
+		snprintf(abs, size, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", dir);
+	return abs;
+}
+
 /* base_dir is dirname(path): "." when path has no directory part. */
 static char *base_dir_of(const char *path)
 {
@@ -1128,10 +1264,18 @@ static struct config *config_new(struct parse *p, const char *path)
 	return cfg;
 }
 
+static int parse_all(struct parse *p, const char *text, size_t len)
+{
+	if (parse_text(p, text, len) < 0 || parse_defaults(p) < 0)
+		return -1;
+	return chroot_maildir(p);
+}
+
 int config_parse(const char *text, size_t len, const char *path,
 		 struct config **cfg_r, char *err, size_t errsize)
 {
 	struct parse p = { .path = path, .err = err, .errsize = errsize };
+	int rc;
 
 	*cfg_r = NULL;
 	if (path == NULL || (text == NULL && len > 0))
@@ -1139,7 +1283,14 @@ int config_parse(const char *text, size_t len, const char *path,
 	p.cfg = config_new(&p, path);
 	if (p.cfg == NULL)
 		return -1;
-	if (parse_text(&p, text, len) < 0 || parse_defaults(&p) < 0) {
+	p.abs_base = absolute_dir(p.cfg->base_dir);
+	if (p.abs_base == NULL)
+		rc = parse_fail(&p, "cannot make %s absolute: %s", p.cfg->base_dir,
+				strerror(errno));
+	else
+		rc = parse_all(&p, text, len);
+	free(p.abs_base);
+	if (rc < 0) {
 		config_free(p.cfg);
 		return -1;
 	}
@@ -1212,4 +1363,9 @@ const char *config_vrfy_name(enum vrfy_mode mode)
 const char *config_expn_name(enum expn_mode mode)
 {
 	return enum_name(expn_values, (int)mode);
+}
+
+const char *config_log_name(enum config_log log)
+{
+	return log == CONFIG_LOG_AUTO ? "" : enum_name(log_values, (int)log);
 }

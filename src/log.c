@@ -1,7 +1,8 @@
 /*
  * log — one key=value line per event on stderr (or a stream of the
- * caller's choosing). It must never let client text split or forge a line:
- * everything a client sent passes through log_escape() first.
+ * caller's choosing), or one syslog message per line. It must never let
+ * client text split or forge a line: everything a client sent passes
+ * through log_escape() first.
  */
 #include "porterd/log.h"
 
@@ -9,14 +10,21 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
+#include <syslog.h>
 
 /* The longest line, prefix and newline included; longer ones are cut. */
 #define LOG_LINE_MAX 1100
 /* Lines batched before a write is forced. */
 #define LOG_BATCH_SIZE (64 * 1024)
 
+/* What every line starts with on a stream; syslog adds its own tag. */
+#define LOG_PREFIX "porterd: "
+#define LOG_PREFIX_LEN (sizeof(LOG_PREFIX) - 1)
+
 static enum log_level max_level = LOG_LEVEL_INFO;
 static FILE *log_stream;
+/* Set before any thread but the main one exists, read-only afterwards. */
+static log_syslog_fn *syslog_send;
 
 static struct {
 	pthread_mutex_t lock;
@@ -39,6 +47,34 @@ void log_init(enum log_level level, FILE *stream)
 {
 	max_level = level;
 	log_stream = stream;
+	syslog_send = NULL;
+}
+
+static void send_to_syslog(int priority, const char *text)
+{
+	syslog(LOG_MAIL | priority, "%s", text);
+}
+
+void log_use_syslog(log_syslog_fn *send)
+{
+	if (send == NULL) {
+		openlog("porterd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		send = send_to_syslog;
+	}
+	syslog_send = send;
+}
+
+int log_syslog_priority(enum log_level level)
+{
+	static const int priorities[] = {
+		[LOG_LEVEL_ERR] = LOG_ERR,
+		[LOG_LEVEL_WARN] = LOG_WARNING,
+		[LOG_LEVEL_INFO] = LOG_INFO,
+		[LOG_LEVEL_DEBUG] = LOG_DEBUG,
+	};
+
+	return (unsigned)level < sizeof(priorities) / sizeof(priorities[0])
+		? priorities[level] : LOG_ERR;
 }
 
 enum log_level log_get_level(void)
@@ -159,7 +195,12 @@ static size_t format_fast(char *dst, size_t room, const char *fmt, va_list ap)
 		const char *s;
 
 		if (*p != '%') {
-			dst[o++] = *p;
+			/* The literal run up to the next conversion, whole. */
+			const char *q = strchr(p, '%');
+			size_t run = q != NULL ? (size_t)(q - p) : strlen(p);
+
+			o += put_text(dst + o, room - o, p, run);
+			p += run - 1;
 			continue;
 		}
 		switch (*++p) {
@@ -202,7 +243,7 @@ void log_event(enum log_level level, const char *fmt, ...)
 
 	if (level > max_level)
 		return;
-	len = put_text(line, room, "porterd: level=", 15);
+	len = put_text(line, room, LOG_PREFIX "level=", LOG_PREFIX_LEN + 6);
 	len += put_text(line + len, room - len, level_names[level], strlen(level_names[level]));
 	line[len++] = ' ';
 	va_start(ap, fmt);
@@ -215,6 +256,12 @@ void log_event(enum log_level level, const char *fmt, ...)
 		len = n < 0 ? len : (size_t)n > room - len ? room : len + (size_t)n;
 	}
 	va_end(ap);
+	if (syslog_send != NULL) {
+		/* syslog(3) frames messages itself and tags them "porterd[PID]" */
+		line[len] = '\0';
+		syslog_send(log_syslog_priority(level), line + LOG_PREFIX_LEN);
+		return;
+	}
 	line[len++] = '\n';
 	emit(line, len);
 }

@@ -1,8 +1,8 @@
 /*
  * porterd — an ESMTP server that answers VRFY and EXPN from an address
  * directory. main() only wires the modules together: read the config,
- * open the directory, bind the listeners, run the event loop until
- * SIGINT or SIGTERM.
+ * open the directory, go to the background (-d), take the pidfile, bind
+ * the listeners, drop root, run the event loop until SIGINT or SIGTERM.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "porterd/config.h"
+#include "porterd/daemon.h"
 #include "porterd/directory.h"
 #include "porterd/log.h"
 #include "porterd/server.h"
@@ -28,13 +29,17 @@ struct options {
 	const char *config_path;
 	bool check_only;
 	bool verbose;
+	bool foreground;	/* -f: the default, said explicitly */
+	bool daemonize;		/* -d */
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: porterd [-htvV] [-c file]\n"
+		"usage: porterd [-dfhtvV] [-c file]\n"
 		"  -c file  configuration file (default %s)\n"
+		"  -d       detach and run in the background (classic init)\n"
+		"  -f       run in the foreground (the default; for systemd)\n"
 		"  -t       check the configuration and the directory, then exit\n"
 		"  -v       log debug events too\n"
 		"  -V       print the version and exit\n",
@@ -47,10 +52,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 	int ch;
 
 	o->config_path = PORTERD_CONF_DEFAULT;
-	while ((ch = getopt(argc, argv, "c:htvV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dfhtvV")) != -1) {
 		switch (ch) {
 		case 'c':
 			o->config_path = optarg;
+			break;
+		case 'd':
+			o->daemonize = true;
+			break;
+		case 'f':
+			o->foreground = true;
 			break;
 		case 't':
 			o->check_only = true;
@@ -70,6 +81,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		}
 	}
 	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (o->daemonize && o->foreground) {
+		fprintf(stderr, "porterd: -d and -f exclude each other\n");
 		usage(stderr);
 		return 1;
 	}
@@ -101,52 +117,114 @@ static void schedule_log_flush(void *arg)
 	event_active(arg, EV_TIMEOUT, 1);
 }
 
-static int serve(struct config *cfg)
+/* What runs the event loop; torn down by loop_free(). */
+struct loop {
+	struct event_base *base;
+	struct server *srv;
+	struct event *sigint, *sigterm, *logflush;
+};
+
+static void loop_free(struct loop *l)
 {
-	struct event_base *base = event_base_new();
-	struct event *sigint = NULL, *sigterm = NULL, *logflush = NULL;
-	struct server *srv = NULL;
+	if (l->logflush != NULL) {
+		log_buffer_stop();
+		event_free(l->logflush);
+	}
+	if (l->sigint != NULL)
+		event_free(l->sigint);
+	if (l->sigterm != NULL)
+		event_free(l->sigterm);
+	server_free(&l->srv);
+	if (l->base != NULL)
+		event_base_free(l->base);
+}
+
+/* Bind the listeners and start the workers: everything that may need
+ * root, or must exist before the privileges go. */
+static int loop_setup(struct loop *l, struct config *cfg, char *err, size_t errsize)
+{
+	l->base = event_base_new();
+	if (l->base == NULL) {
+		snprintf(err, errsize, "cannot create the event loop");
+		return -1;
+	}
+	if (server_new(l->base, cfg, &l->srv, err, errsize) < 0)
+		return -1;
+	l->sigint = evsignal_new(l->base, SIGINT, on_stop_signal, l->srv);
+	l->sigterm = evsignal_new(l->base, SIGTERM, on_stop_signal, l->srv);
+	if (l->sigint == NULL || l->sigterm == NULL || evsignal_add(l->sigint, NULL) < 0 ||
+	    evsignal_add(l->sigterm, NULL) < 0) {
+		snprintf(err, errsize, "cannot install signal handlers");
+		return -1;
+	}
+	l->logflush = event_new(l->base, -1, 0, on_log_flush, NULL);
+	if (l->logflush == NULL) {
+		snprintf(err, errsize, "cannot create the log flush event");
+		return -1;
+	}
+	return 0;
+}
+
+/* Set up, drop root, tell whoever waits (-d), serve until stopped. */
+static int serve(struct config *cfg, const struct daemon_privileges *priv,
+		 struct daemon_ready *ready)
+{
+	struct loop l = { 0 };
 	char err[512];
 	int rc = 1;
 
-	if (base == NULL) {
-		fprintf(stderr, "porterd: cannot create the event loop\n");
-		return 1;
-	}
-	if (server_new(base, cfg, &srv, err, sizeof(err)) < 0) {
+	if (loop_setup(&l, cfg, err, sizeof(err)) < 0 ||
+	    daemon_privileges_drop(priv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "porterd: %s\n", err);
 		goto out;
 	}
-	sigint = evsignal_new(base, SIGINT, on_stop_signal, srv);
-	sigterm = evsignal_new(base, SIGTERM, on_stop_signal, srv);
-	if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) < 0 ||
-	    evsignal_add(sigterm, NULL) < 0) {
-		fprintf(stderr, "porterd: cannot install signal handlers\n");
-		goto out;
-	}
-	logflush = event_new(base, -1, 0, on_log_flush, NULL);
-	if (logflush == NULL) {
-		fprintf(stderr, "porterd: cannot create the log flush event\n");
-		goto out;
-	}
-	log_buffer_start(schedule_log_flush, logflush);
+	daemon_ready(ready);
+	log_buffer_start(schedule_log_flush, l.logflush);
 	log_event(LOG_LEVEL_INFO, "event=start version=%s hostname=%s",
 		  PORTERD_VERSION, cfg->hostname);
-	rc = event_base_dispatch(base) < 0 ? 1 : 0;
+	rc = event_base_dispatch(l.base) < 0 ? 1 : 0;
 	log_buffer_stop();
 	log_event(LOG_LEVEL_INFO, "event=stop");
 out:
-	if (logflush != NULL) {
-		log_buffer_stop();
-		event_free(logflush);
-	}
-	if (sigint != NULL)
-		event_free(sigint);
-	if (sigterm != NULL)
-		event_free(sigterm);
-	server_free(&srv);
-	event_base_free(base);
+	loop_free(&l);
 	return rc;
+}
+
+/* The pidfile is taken before the listeners are bound, so a second
+ * porterd stops at it, and released after everything else. */
+static int run(struct config *cfg, bool daemonize)
+{
+	struct daemon_ready ready = DAEMON_READY_FOREGROUND;
+	struct daemon_privileges priv;
+	struct daemon_pidfile *pf = NULL;
+	char err[1024];
+	int rc;
+
+	if ((daemonize && daemon_background(&ready, err, sizeof(err)) < 0) ||
+	    (cfg->pidfile != NULL &&
+	     daemon_pidfile_open(cfg->pidfile, &pf, err, sizeof(err)) < 0) ||
+	    daemon_privileges_prepare(cfg, &priv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "porterd: %s\n", err);
+		daemon_pidfile_close(&pf);
+		return 1;
+	}
+	rc = serve(cfg, &priv, &ready);
+	daemon_pidfile_close(&pf);
+	return rc;
+}
+
+/* `log` in the file wins; without it -d logs to syslog. Syslog is opened
+ * here, before any chroot, while /dev/log can still be reached. */
+static void log_choose(const struct config *cfg, const struct options *o)
+{
+	enum config_log target = cfg->log;
+
+	if (target == CONFIG_LOG_AUTO)
+		target = o->daemonize ? CONFIG_LOG_SYSLOG : CONFIG_LOG_STDERR;
+	if (target == CONFIG_LOG_SYSLOG)
+		log_use_syslog(NULL);
+	else
+		log_init(log_get_level(), stderr);
 }
 
 int main(int argc, char **argv)
@@ -163,6 +241,10 @@ int main(int argc, char **argv)
 		 : o.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, stderr);
 	/* A client that vanishes mid-write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/* -d logs to syslog unless the file says otherwise: from the start,
+	 * so the lines of loading do not land on the terminal. */
+	if (o.daemonize && !o.check_only)
+		log_use_syslog(NULL);
 
 	if (config_load(o.config_path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "porterd: %s\n", err);
@@ -174,7 +256,8 @@ int main(int argc, char **argv)
 		config_unref(&cfg);
 		return 0;
 	}
-	rc = serve(cfg);
+	log_choose(cfg, &o);
+	rc = run(cfg, o.daemonize);
 	config_unref(&cfg);
 	return rc;
 }

@@ -18,6 +18,8 @@ struct net;		/* policy.h */
 
 enum vrfy_mode { VRFY_ON, VRFY_252, VRFY_OFF };
 enum expn_mode { EXPN_ON, EXPN_OFF };
+/* Where the log goes; AUTO: stderr in the foreground, syslog with -d. */
+enum config_log { CONFIG_LOG_AUTO, CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 
 /* N events per period seconds. */
 struct config_rate {
@@ -73,9 +75,19 @@ struct config {
 	uint64_t rate_ipv6_prefix;	/* IPv6 clients bucketed by this prefix */
 
 	char *maildir;		/* template, "%u" local part, "%d" domain;
-				   made absolute against base_dir */
+				   made absolute against base_dir (and the
+				   current directory when that is relative);
+				   with chroot_dir, the path inside it */
 	uint64_t max_message_size;	/* octets, as advertised by SIZE */
 	uint64_t max_recipients;	/* per transaction */
+
+	/* Running as a system daemon (daemon.c); paths are absolute. */
+	char *user;		/* run as this user when started as root */
+	bool user_given;	/* user was written in the file, not defaulted */
+	char *group;		/* NULL: the user's primary group */
+	char *chroot_dir;	/* NULL: no chroot */
+	char *pidfile;		/* NULL: no pidfile */
+	enum config_log log;
 
 	struct directory *dir;	/* opened by config_load(), else NULL */
 };
@@ -96,5 +108,6 @@ void config_unref(struct config **cfg);
 
 const char *config_vrfy_name(enum vrfy_mode mode);
 const char *config_expn_name(enum expn_mode mode);
+const char *config_log_name(enum config_log log);	/* "" for AUTO */
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * log — one line per event, key=value, to stderr.
+ * log — one line per event, key=value, to stderr or to syslog.
  *
  * Client-supplied text never reaches a log line unescaped: log_escape()
  * turns CR, LF, control and 8-bit bytes into \xNN so a client cannot forge
@@ -16,8 +16,25 @@ enum log_level { LOG_LEVEL_ERR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG 
 /* Longest escaped value log_escape() produces, including the NUL. */
 #define LOG_VALUE_MAX 256
 
+/* Log lines up to max_level to stream (NULL: stderr). */
 void log_init(enum log_level max_level, FILE *stream);
 enum log_level log_get_level(void);
+
+/* Sends one syslog message: priority as syslog(3) takes it, text the
+ * line without "porterd: " and without its newline. */
+typedef void log_syslog_fn(int priority, const char *text);
+
+/*
+ * From now on send each line to syslog as a message of its own, at
+ * log_syslog_priority() of its level; batching does not apply. send
+ * NULL means syslog(3), after openlog("porterd", LOG_PID | LOG_NDELAY,
+ * LOG_MAIL): the socket to /dev/log is opened now, so call this before
+ * any chroot. Tests pass their own send. log_init() goes back to a stream.
+ */
+void log_use_syslog(log_syslog_fn *send);
+
+/* LOG_ERR, LOG_WARNING, LOG_INFO or LOG_DEBUG (facility not included). */
+int log_syslog_priority(enum log_level level);
 
 /* Emit one line: "porterd: level=<lvl> " followed by the formatted text. */
 void log_event(enum log_level level, const char *fmt, ...)
@@ -31,6 +48,7 @@ void log_event(enum log_level level, const char *fmt, ...)
  * runs when the buffer turns non-empty, for the caller to schedule the
  * flush. Lines from other threads (delivery workers) write through at
  * once, after what is buffered, so lines are never reordered or split.
+ * With syslog every line is sent at once: there is nothing to batch.
  */
 void log_buffer_start(void (*notify)(void *arg), void *arg);
 void log_flush(void);

@@ -94,6 +94,24 @@ static void check_limits(const struct config *cfg)
 	ratelimit_free(&rl);
 }
 
+/* The daemon's settings: absolute paths, and a chroot with maildir
+ * inside it (maildir is then the path inside, which does not start
+ * with the chroot's own path unless by chance of names). */
+static void check_daemon(const struct config *cfg)
+{
+	if (cfg->user == NULL || cfg->user[0] == '\0' || strlen(cfg->user) > 32 ||
+	    (cfg->group != NULL && (cfg->group[0] == '\0' || strlen(cfg->group) > 32)))
+		fuzz_fail("config: user or group empty or too long");
+	if ((cfg->pidfile != NULL && cfg->pidfile[0] != '/') ||
+	    (cfg->chroot_dir != NULL && cfg->chroot_dir[0] != '/'))
+		fuzz_fail("config: pidfile or chroot not absolute");
+	if (cfg->chroot_dir != NULL && strcmp(cfg->chroot_dir, "/") != 0 &&
+	    cfg->chroot_dir[strlen(cfg->chroot_dir) - 1] == '/')
+		fuzz_fail("config: chroot '%s' ends in /", cfg->chroot_dir);
+	if ((unsigned)cfg->log > CONFIG_LOG_SYSLOG || config_log_name(cfg->log) == NULL)
+		fuzz_fail("config: log %d", (int)cfg->log);
+}
+
 static void check_config(const struct config *cfg, const char *path)
 {
 	if (cfg->refs != 1)
@@ -131,7 +149,9 @@ static void check_config(const struct config *cfg, const char *path)
 		fuzz_fail("config: vrfy %d expn %d", (int)cfg->vrfy, (int)cfg->expn);
 	if (cfg->maildir == NULL || cfg->maildir[0] == '\0' || strstr(cfg->maildir, "%u") == NULL)
 		fuzz_fail("config: maildir template without %%u");
-	if (path[0] == '/' && cfg->maildir[0] != '/')
+	/* -d changes to "/", so every path must be absolute, whatever the
+	 * config file's path was */
+	if (cfg->maildir[0] != '/')
 		fuzz_fail("config: maildir '%s' not made absolute", cfg->maildir);
 	if (cfg->max_message_size < 1024 || cfg->max_message_size > (uint64_t)1 << 40)
 		fuzz_fail("config: max_message_size %llu",
@@ -142,6 +162,7 @@ static void check_config(const struct config *cfg, const char *path)
 	if (cfg->dir != NULL)
 		fuzz_fail("config: config_parse opened a directory");
 	check_limits(cfg);
+	check_daemon(cfg);
 	if (config_vrfy_name(cfg->vrfy) == NULL || config_expn_name(cfg->expn) == NULL)
 		fuzz_fail("config: no name for a mode");
 }

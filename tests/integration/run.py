@@ -14,7 +14,10 @@ with clients bound to 127.0.0.2 and other 127/8 addresses standing for
 other hosts. Each daemon delivers into NAME-mail/<domain>/<local> of the
 temporary directory; every message a daemon acknowledges is recorded and
 checked on disk at once and again at the end (mail_ledger: one complete
-copy per recipient, nothing unacknowledged, tmp/ empty). One line per
+copy per recipient, nothing unacknowledged, tmp/ empty). Run as root,
+every daemon switches to nobody:nogroup once it has bound its ports
+(porterd's privilege drop), so the Maildir roots are given to nobody;
+the privilege, chroot, pidfile and -d tests check that. One line per
 test (`ok NAME`, `FAIL NAME: reason`, `skip NAME: reason`), then
 `integration: N passed, M failed`; the exit status is 1 if any failed.
 
@@ -27,9 +30,12 @@ import sys
 sys.dont_write_bytecode = True  # keep tests/integration free of __pycache__
 
 import argparse
+import ctypes
 import email.message
 import email.utils
+import grp
 import os
+import pwd
 import re
 import resource
 import selectors
@@ -43,9 +49,10 @@ import tempfile
 import threading
 import time
 
-from harness import (QUEUED, RECEIVED_DATE, SANITIZER_MARKERS, Client, Daemon,
-                     Failure, MailStore, Runner, check, check_eq, count_replies,
-                     free_port, ipv6_loopback_problem, listen_specs, vm_rss_kb)
+from harness import (QUEUED, RECEIVED_DATE, SANITIZER_MARKERS, STOP_TIMEOUT, Client,
+                     Daemon, Failure, MailStore, Runner, check, check_eq, count_replies,
+                     daemon_env, free_port, ipv6_loopback_problem, listen_specs,
+                     vm_rss_kb)
 
 HOSTNAME = "mail.example.test"
 
@@ -105,6 +112,7 @@ def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
     # The suite opens hundreds of connections from 127.0.0.1 and many
     # error-heavy sessions: lift those limits unless a test sets them.
     lines += [f"{key} {value}" for key, value in LIFTED_LIMITS.items() if key not in given]
+    lines += [f"{key:11} {value}" for key, value in RUN_AS.items() if key not in given]
     lines += list(extra)
     return "\n".join(lines) + "\n"
 
@@ -115,6 +123,21 @@ LIFTED_LIMITS = {
     "error_soft_limit": "1000",
     "error_hard_limit": "1000",
 }
+
+# Started as root, porterd switches to its `user` once it has bound its
+# ports, and there is no porterd account here: the suite's daemons then
+# run as Debian's nobody:nogroup, and what they write must be theirs
+# (daemon_owned_dir).
+AS_ROOT = os.geteuid() == 0
+RUN_AS = {"user": "nobody", "group": "nogroup"} if AS_ROOT else {}
+
+
+def daemon_owned_dir(path):
+    """A directory the daemons may write in: made, and given to
+    nobody:nogroup when the suite runs as root."""
+    os.makedirs(path, exist_ok=True)
+    if AS_ROOT:
+        os.chown(path, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
 
 
 GREETING = b"220 mail.example.test ESMTP porterd\r\n"
@@ -257,6 +280,8 @@ class Context:
         self.main = None
         self.limit_daemons = {}  # name: Daemon, see limit_daemon()
         self.acked = []         # every message a daemon acknowledged: Acked
+        if AS_ROOT:
+            os.chmod(self.tmp, 0o711)   # the daemons, as nobody, reach their Maildirs
         with open(os.path.join(self.tmp, "directory.table"), "w", encoding="utf-8") as f:
             f.write(TABLE)
 
@@ -281,6 +306,7 @@ class Context:
                                     extra=extra))
             d = Daemon(self.binary, conf, self.path(f"{name}.log"), port)
             d.store = MailStore(self.path(f"{name}-mail"))
+            daemon_owned_dir(d.store.root)
             d.start(nofile, env)
             self.daemons.append(d)
             if d.wait_ready():
@@ -1561,7 +1587,7 @@ def t_delivery_failure_undone(ctx):
     d = small_daemon(ctx)
     store = d.store
     blocker = os.path.join(store.root, "example.test", "postmaster")
-    os.makedirs(os.path.dirname(blocker), exist_ok=True)
+    daemon_owned_dir(os.path.dirname(blocker))
     body = b"Subject: blocked\r\n\r\nanna first, then postmaster fails\r\n"
     with open(blocker, "w") as f:
         f.write("not a Maildir\n")
@@ -1932,21 +1958,348 @@ def t_bad_option(ctx):
     check(b"usage: porterd" in r.stderr, f"stderr {r.stderr!r}")
 
 
-def t_second_daemon_same_port(ctx):
-    log = ctx.path("second.log")
-    d = Daemon(ctx.binary, ctx.main.config, log, ctx.main.port)
+def second_daemon_fails(ctx, first, log_name, why):
+    """Start another daemon with first's config, which must exit 1 at
+    once (why: what it shares with first); returns its log."""
+    d = Daemon(ctx.binary, first.config, ctx.path(log_name), first.port)
     d.start()
     ctx.daemons.append(d)
     rc = d.wait_exit(10)
     if rc is None:
         d.stop()
-        raise Failure("a second daemon on the same port kept running")
+        raise Failure(f"a second daemon with the same {why} kept running")
     text = d.log()
-    ctx.outputs.append(("second daemon", text))
+    ctx.outputs.append((f"second daemon, same {why}", text))
     check_eq(rc, 1, f"exit status (log {text!r})")
+    return text
+
+
+def t_second_daemon_same_port(ctx):
+    text = second_daemon_fails(ctx, ctx.main, "second.log", "port")
     check(f"127.0.0.1:{ctx.main.port}".encode() in text,
           f"the message does not name the address: {text!r}")
     answers_fresh_session(ctx, "the first daemon")
+
+
+# --- running as a system daemon ----------------------------------------------
+#
+# Privileges, pidfile, -d and syslog. A daemon that detaches (-d) is no
+# child of the runner: the runner makes itself the subreaper while it
+# starts one, so the daemon is handed to it, not to init, and is reaped
+# here with its exit status; it is stopped by the pid in its pidfile.
+
+NOBODY_IDS = {"Uid": ["65534"] * 4, "Gid": ["65534"] * 4, "Groups": ["65534"]}
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def status_ids(path):
+    """The Uid, Gid and Groups lines of a /proc status file, split."""
+    ids = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in NOBODY_IDS:
+                ids[key] = value.split()
+    return ids
+
+
+def set_subreaper(on):
+    """Orphaned descendants go to this process (on) or to init again
+    (off); False when the kernel or libc refuses."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def proc_stat(pid):
+    """(command name, state, parent pid) of a process, also of a zombie;
+    None when it is gone."""
+    try:
+        text = read_text(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 1:].split()
+    return comm, fields[0], int(fields[1])
+
+
+def porterd_children(ctx):
+    """Pids of porterd processes handed to this one as subreaper, exited
+    or not (not the ones it started itself, which subprocess reaps)."""
+    mine = {d.proc.pid for d in ctx.daemons if d.proc is not None}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in mine:
+            continue
+        st = proc_stat(int(name))
+        if st is not None and st[0] == "porterd" and st[2] == os.getpid():
+            found.append(int(name))
+    return found
+
+
+def reap(pid, timeout=STOP_TIMEOUT):
+    """Wait for a child handed over as subreaper; its exit status, or
+    None (killed by SIGKILL) when it outlives timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def daemon_config(ctx, name, extra=()):
+    """NAME.conf on a free port with NAME-mail for its Maildirs, for a
+    daemon not started through ctx.start_daemon(); (path, port)."""
+    port = free_port(ctx.ipv6)
+    daemon_owned_dir(ctx.path(f"{name}-mail"))
+    conf = ctx.path(f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(config_text(port, ctx.ipv6, maildir=f"{name}-mail/%d/%u", extra=extra))
+    return conf, port
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def t_root_drops_privileges(ctx):
+    """Started as root with user nobody and group nogroup: once it
+    serves, the process and every thread (the delivery workers were
+    started before the switch) run as nobody:nogroup with no other
+    group, and mail is still delivered, into files nobody owns."""
+    d = ctx.start_daemon("privileges", extra=["user nobody", "group nogroup"])
+    try:
+        d.wait_log(rb"event=privileges user=nobody uid=65534 group=nogroup gid=65534 "
+                   rb"chroot=none\n")
+        check_eq(status_ids(f"/proc/{d.pid}/status"), NOBODY_IDS, "ids of the process")
+        tasks = sorted(os.listdir(f"/proc/{d.pid}/task"), key=int)
+        check(len(tasks) > 1, f"{len(tasks)} task: where are the delivery workers?")
+        for task in tasks:
+            check_eq(status_ids(f"/proc/{d.pid}/task/{task}/status"), NOBODY_IDS,
+                     f"ids of task {task} of {len(tasks)}")
+        body = b"Subject: as nobody\r\n\r\ndelivered by an unprivileged porterd\r\n"
+        with mail_session(ctx, d) as c:
+            qid = send_mail(c, ["jones@example.test"], body)
+            quit_session(c)
+        expect_delivered(ctx, d.store, qid, ["jones@example.test"], body)
+        for m in d.store.by_qid()[qid]:
+            check_eq(os.stat(m.path).st_uid, 65534, f"owner of {m.path}")
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+def become_nobody():
+    os.setgroups([])
+    os.setgid(grp.getgrnam("nogroup").gr_gid)
+    os.setuid(pwd.getpwnam("nobody").pw_uid)
+
+
+def t_not_root_keeps_its_user(ctx):
+    """Started by someone other than root (nobody, when the suite runs
+    as root) on a port over 1024: nothing to drop, it serves as before,
+    and a `user` it does not run as is a warning, not an error."""
+    conf, port = daemon_config(ctx, "not-root", extra=["user daemon"])
+    d = Daemon(ctx.binary, conf, ctx.path("not-root.log"), port)
+    with open(d.log_path, "ab") as log:
+        d.proc = subprocess.Popen([ctx.binary, "-c", conf], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=log, env=daemon_env(), close_fds=True,
+                                  preexec_fn=become_nobody if AS_ROOT else None)
+    ctx.daemons.append(d)
+    try:
+        check(d.wait_ready(), f"exited with {d.returncode}: {d.log_tail()}")
+        uid = 65534 if AS_ROOT else os.geteuid()
+        d.wait_log(rf"porterd: level=warning event=privileges_kept user=daemon uid={uid} "
+                   rf"reason=not_started_as_root\n".encode())
+        check(b"event=privileges " not in d.log(), "it says it switched to another user")
+        check_eq(status_ids(f"/proc/{d.pid}/status")["Uid"], [str(uid)] * 4, "its uid")
+        answers_fresh_session_on(ctx, d)
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+def t_pidfile_lifecycle(ctx):
+    """pidfile: a stale one (no process holds it) is taken over and then
+    names the daemon; a second daemon with the same pidfile stops at it
+    (exit 1, the holder named, no port bound) while the first serves on;
+    SIGTERM removes it. Its directory belongs to nobody: the daemon
+    removes it after the switch."""
+    rundir = ctx.path("pidfile-run")
+    daemon_owned_dir(rundir)
+    pidfile = os.path.join(rundir, "porterd.pid")
+    with open(pidfile, "w") as f:
+        f.write("4194303\n")
+    d = ctx.start_daemon("pidfile", extra=["pidfile pidfile-run/porterd.pid"])
+    try:
+        check_eq(read_text(pidfile), f"{d.pid}\n", "the pidfile")
+        text = second_daemon_fails(ctx, d, "pidfile-second.log", "pidfile")
+        want = f"porterd: {pidfile}: held by running porterd (pid {d.pid})\n".encode()
+        check(want in text, f"the second daemon's log {text!r} lacks {want!r}")
+        check(b"event=listen" not in text, "the second daemon bound its ports first")
+        check_eq(read_text(pidfile), f"{d.pid}\n", "the pidfile after the second daemon")
+        answers_fresh_session_on(ctx, d)
+    finally:
+        d.stop()
+    check_stopped(d)
+    check(not os.path.exists(pidfile), "the pidfile is still there after SIGTERM")
+
+
+def t_daemonize(ctx):
+    """-d: the command exits 0, saying nothing, once the daemon serves;
+    the pidfile names the daemon, which is neither the command nor a
+    session leader; it answers; SIGTERM to the pid in the pidfile stops
+    it, exit 0, and the pidfile is gone."""
+    rundir = ctx.path("daemonize-run")
+    daemon_owned_dir(rundir)
+    pidfile = os.path.join(rundir, "porterd.pid")
+    conf, port = daemon_config(ctx, "daemonize", extra=["pidfile daemonize-run/porterd.pid"])
+    reaper = set_subreaper(True)
+    pid = None
+    try:
+        r = run_porterd(ctx, ["-d", "-c", conf], "-d")
+        check_eq((r.returncode, r.stdout, r.stderr), (0, b"", b""),
+                 "porterd -d: exit status, stdout, stderr")
+        text = read_text(pidfile)
+        check(re.fullmatch(r"[1-9][0-9]*\n", text) is not None, f"the pidfile holds {text!r}")
+        pid = int(text)
+        check_eq(proc_stat(pid)[0], "porterd", f"the process {pid} the pidfile names")
+        sid = os.getsid(pid)
+        check(sid != pid, "the daemon leads a session (it could get a terminal)")
+        check(sid != os.getsid(0), "the daemon is still in the caller's session")
+        with session(ctx, ("127.0.0.1", port)) as c:
+            check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY jones")
+            quit_session(c)
+        os.kill(pid, signal.SIGTERM)
+        if reaper:
+            check_eq(reap(pid), 0, "the daemon's exit status after SIGTERM")
+        else:
+            wait_gone(pid)
+        pid = None
+        check(not os.path.exists(pidfile), "the pidfile is still there after SIGTERM")
+    finally:
+        if pid is not None:
+            kill_detached(ctx, pid)
+        set_subreaper(False)
+
+
+def kill_detached(ctx, pid):
+    """A detached daemon a test failed to stop: SIGKILL by its pid, and
+    reap it when it was handed to this process."""
+    if pid in porterd_children(ctx):
+        reap(pid, timeout=0)
+        return
+    st = proc_stat(pid)
+    if st is not None and st[0] == "porterd" and st[1] != "Z":
+        os.kill(pid, signal.SIGKILL)
+
+
+def wait_gone(pid, timeout=STOP_TIMEOUT):
+    """Without a subreaper: until pid has exited (gone, or a zombie of init)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = proc_stat(pid)
+        if st is None or st[1] == "Z":
+            return
+        time.sleep(0.02)
+    raise Failure(f"the daemon (pid {pid}) did not exit within {timeout:.0f} s of SIGTERM")
+
+
+def t_daemonize_errors(ctx):
+    """-d that cannot start exits 1 with the error on its stderr: found
+    before it detaches (a broken config) or by the daemon after (its
+    port is taken; the pidfile it took is removed). -d -f is a usage
+    error."""
+    bad = ctx.path("daemonize-bad.conf")
+    with open(bad, "w") as f:
+        f.write("listen 127.0.0.1:9\nfrobnicate yes\ndirectory table directory.table\n")
+    r = run_porterd(ctx, ["-d", "-c", bad], "-d bad config")
+    check_eq(r.returncode, 1, f"exit status with a broken config (stderr {r.stderr!r})")
+    check(f"porterd: {bad}:2: unknown directive 'frobnicate'\n".encode() in r.stderr,
+          f"stderr {r.stderr!r}")
+
+    rundir = ctx.path("daemonize-taken-run")
+    daemon_owned_dir(rundir)
+    conf = ctx.path("daemonize-taken.conf")
+    with open(conf, "w") as f:  # the main daemon's port
+        f.write(f"listen 127.0.0.1:{ctx.main.port}\nhostname {HOSTNAME}\n"
+                "directory table directory.table\nmaildir main-mail/%d/%u\n"
+                "pidfile daemonize-taken-run/porterd.pid\n"
+                + "".join(f"{key} {value}\n" for key, value in RUN_AS.items()))
+    reaper = set_subreaper(True)
+    try:
+        r = run_porterd(ctx, ["-d", "-c", conf], "-d port taken")
+        for pid in porterd_children(ctx) if reaper else ():
+            reap(pid)
+    finally:
+        set_subreaper(False)
+    check_eq(r.returncode, 1, f"exit status with the port taken (stderr {r.stderr!r})")
+    want = f"porterd: listen 127.0.0.1:{ctx.main.port}: Address already in use\n"
+    check(want.encode() in r.stderr, f"stderr {r.stderr!r} lacks {want!r}")
+    check_eq(os.listdir(rundir), [], "left in the pidfile's directory")
+
+    r = run_porterd(ctx, ["-d", "-f", "-c", conf], "-d -f")
+    check_eq(r.returncode, 1, "exit status of -d -f")
+    check(b"porterd: -d and -f exclude each other\n" in r.stderr and b"usage: porterd"
+          in r.stderr, f"stderr {r.stderr!r}")
+    answers_fresh_session(ctx, "the main daemon")
+
+
+def t_chroot(ctx):
+    """chroot: the daemon serves with its root at DIR (here the test
+    directory, which holds its Maildirs: maildir must be inside) and
+    delivers by the path inside it. LeakSanitizer needs /proc, which the
+    chroot hides, so it is off for this daemon."""
+    d = ctx.start_daemon("chroot", extra=[f"chroot {ctx.tmp}"],
+                         env={"ASAN_OPTIONS": "detect_leaks=0"})
+    try:
+        check_eq(os.readlink(f"/proc/{d.pid}/root"), ctx.tmp, "the daemon's root")
+        body = b"Subject: chrooted\r\n\r\ndelivered inside the chroot\r\n"
+        with mail_session(ctx, d) as c:
+            qid = send_mail(c, ["jones@example.test"], body)
+            quit_session(c)
+        expect_delivered(ctx, d.store, qid, ["jones@example.test"], body)
+        d.wait_log(rf'event=delivered id={qid} rcpt="jones@example\.test" '
+                   rf'path="/chroot-mail/example\.test/jones/new/'.encode())
+    finally:
+        d.stop()
+    check_stopped(d)
+
+
+def t_log_syslog(ctx):
+    """log syslog: the lines go to /dev/log (for a syslog daemon to
+    read, not this test) and nothing to stderr."""
+    d = ctx.start_daemon("syslog", extra=["log syslog"])
+    try:
+        answers_fresh_session_on(ctx, d)
+    finally:
+        d.stop()
+    check_eq((d.returncode, d.log()), (0, b""), "exit status and stderr")
+
+
+def run_daemon_mode(ctx, runner):
+    r = runner.run
+    if AS_ROOT:
+        r("root_drops_privileges", t_root_drops_privileges, ctx)
+        r("chroot", t_chroot, ctx)
+    else:
+        runner.skip("root_drops_privileges", "not run as root")
+        runner.skip("chroot", "not run as root")
+    r("not_root_keeps_its_user", t_not_root_keeps_its_user, ctx)
+    r("pidfile_lifecycle", t_pidfile_lifecycle, ctx)
+    r("daemonize", t_daemonize, ctx)
+    r("daemonize_errors", t_daemonize_errors, ctx)
+    if os.path.exists("/dev/log"):
+        r("log_syslog", t_log_syslog, ctx)
+    else:
+        runner.skip("log_syslog", "no /dev/log to send to")
 
 
 # --- privacy and abuse limits -----------------------------------------------------
@@ -3048,6 +3401,7 @@ def run_all(ctx, runner):
     r("version", t_version, ctx)
     r("bad_option", t_bad_option, ctx)
     r("second_daemon_same_port", t_second_daemon_same_port, ctx)
+    run_daemon_mode(ctx, runner)
     r("sigterm_open_sessions", t_sigterm_open_sessions, ctx)
     r("sigint_stalled_client", t_sigint_stalled_client, ctx)
     r("fd_exhaustion_recovers", t_fd_exhaustion_recovers, ctx)

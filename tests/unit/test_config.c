@@ -40,6 +40,13 @@ struct ok_row {
 	uint64_t max_recipients;	/* 0: the default */
 	const char *trusted;
 	const char *public_addrs;
+	/* Running as a daemon; NULL: the default (user porterd, the rest
+	 * none); relative paths are taken from the current directory. */
+	const char *user;
+	const char *group;
+	const char *chroot_dir;
+	const char *pidfile;
+	const char *log;	/* config_log_name(): "" is AUTO */
 };
 
 static const struct ok_row ok_rows[] = {
@@ -143,6 +150,35 @@ static const struct ok_row ok_rows[] = {
 	/* '#' inside a word is not a comment */
 	{ TEXT(BASE "banner a#b\n"), .banner = "a#b",
 	  .dirs = "table|aliases.table|2" },
+	/* running as a daemon: every directive given; maildir is kept as
+	 * the path inside the chroot */
+	{ TEXT(BASE "user mail\ngroup daemon\nchroot /srv/porterd\n"
+	       "maildir /srv/porterd/mail/%d/%u\npidfile /run/porterd/porterd.pid\n"
+	       "log syslog\n"),
+	  .dirs = "table|aliases.table|2", .user = "mail", .group = "daemon",
+	  .chroot_dir = "/srv/porterd", .maildir = "/mail/%d/%u",
+	  .pidfile = "/run/porterd/porterd.pid", .log = "syslog" },
+	/* relative paths are taken from the file's directory; a chroot
+	 * written with a slash at the end is the same directory */
+	{ TEXT(BASE "pidfile run/porterd.pid\nchroot jail/\nmaildir jail/mail/%u\n"),
+	  .dirs = "table|aliases.table|2", .pidfile = "conf/run/porterd.pid",
+	  .chroot_dir = "conf/jail", .maildir = "/mail/%u" },
+	{ TEXT(BASE "chroot /srv//\nmaildir /srv/%u\n"),
+	  .dirs = "table|aliases.table|2", .chroot_dir = "/srv", .maildir = "/%u" },
+	{ TEXT(BASE "chroot .\nmaildir mail/%u\n"),
+	  .dirs = "table|aliases.table|2", .chroot_dir = "conf", .maildir = "/mail/%u" },
+	{ TEXT(BASE "chroot /srv/./\nmaildir /srv/m/%u\n"),
+	  .dirs = "table|aliases.table|2", .chroot_dir = "/srv", .maildir = "/m/%u" },
+	/* chroot / changes no path */
+	{ TEXT(BASE "chroot /\n"), .dirs = "table|aliases.table|2", .chroot_dir = "/" },
+	{ TEXT(BASE "chroot /.//.\n"), .dirs = "table|aliases.table|2", .chroot_dir = "/" },
+	/* the group alone; names as useradd allows them; log ignores case */
+	{ TEXT(BASE "group mail\nlog STDERR\n"), .dirs = "table|aliases.table|2",
+	  .group = "mail", .log = "stderr" },
+	{ TEXT(BASE "user _porter.d-1$\n"), .dirs = "table|aliases.table|2",
+	  .user = "_porter.d-1$" },
+	{ TEXT(BASE "user Debian-exim\ngroup 42\n"), .dirs = "table|aliases.table|2",
+	  .user = "Debian-exim", .group = "42" },
 };
 
 struct err_row {
@@ -199,6 +235,31 @@ static const struct err_row err_rows[] = {
 	{ TEXT("max_recipients 0\n"),
 	  P "1: max_recipients: '0' is not a number from 1 to 100000" },
 	{ TEXT("max_recipients -1\n"), P "1: max_recipients: '-1' is not a number" },
+	/* running as a daemon */
+	{ TEXT("user\n"), P "1: user: missing value" },
+	{ TEXT("user a b\n"), P "1: user: expected one value, got 'a b'" },
+	{ TEXT("user -porterd\n"), P "1: user: '-porterd' is not a user name" },
+	{ TEXT("user a/b\n"), P "1: user: 'a/b' is not a user name" },
+	{ TEXT("user a$b\n"), P "1: user: 'a$b' is not a user name" },
+	{ TEXT("user $\n"), P "1: user: '$' is not a user name" },
+	{ TEXT("user abcdefghijklmnopqrstuvwxyz0123456\n"),
+	  P "1: user: 'abcdefghijklmnopqrstuvwxyz0123456' is not a user name" },
+	{ TEXT("user porterd\nuser nobody\n"), P "2: 'user' given twice (first on line 1)" },
+	{ TEXT("group mail:x\n"), P "1: group: 'mail:x' is not a group name" },
+	{ TEXT("group caf\xc3\xa9\n"), P "1: group: 'caf?" "?' is not a group name" },
+	{ TEXT("chroot\n"), P "1: chroot: missing value" },
+	{ TEXT("chroot /a b\n"), P "1: chroot: expected one value, got '/a b'" },
+	{ TEXT("pidfile /run/a /run/b\n"),
+	  P "1: pidfile: expected one value, got '/run/a /run/b'" },
+	{ TEXT("log file\n"), P "1: log: expected stderr or syslog, got 'file'" },
+	{ TEXT("log stderr syslog\n"), P "1: log: expected one value, got 'stderr syslog'" },
+	/* under chroot, maildir must be inside it */
+	{ TEXT(BASE "chroot /srv/porterd\n"),
+	  P "3: chroot: maildir '/var/mail/%d/%u' is not under /srv/porterd "
+	  "(with chroot, maildir must be a path inside it)" },
+	{ TEXT(BASE "maildir /srv/porterd-mail/%u\n# c\nchroot /srv/porterd/\n"),
+	  P "5: chroot: maildir '/srv/porterd-mail/%u' is not under /srv/porterd "
+	  "(with chroot, maildir must be a path inside it)" },
 	/* trusted */
 	{ TEXT("trusted\n"), P "1: trusted: missing value" },
 	{ TEXT("trusted # 10.0.0.0/8\n"), P "1: trusted: missing value" },
@@ -371,6 +432,43 @@ static const char *or_default(const char *s, const char *def)
 	return s != NULL ? s : def;
 }
 
+/* An expected path: relative ones are taken from the current directory,
+ * as config_parse() does; NULL stays NULL. */
+static const char *expected_path(const char *s, char *buf, size_t size)
+{
+	char cwd[4096];
+
+	if (s == NULL || s[0] == '/')
+		return s;
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_lt(snprintf(buf, size, "%s/%s", cwd, s), (int)size);
+	return buf;
+}
+
+/* Both NULL, or both the same string. */
+static void check_optional(const char *got, const char *want, const char *what)
+{
+	if (want == NULL)
+		ck_assert_msg(got == NULL, "%s: got '%s', want none", what, got);
+	else
+		ck_assert_msg(got != NULL && strcmp(got, want) == 0,
+			      "%s: got '%s', want '%s'", what, got ? got : "(none)", want);
+}
+
+static void check_daemon_fields(const struct config *cfg, const struct ok_row *r)
+{
+	char buf[8192];
+
+	ck_assert_str_eq(cfg->user, or_default(r->user, "porterd"));
+	ck_assert(cfg->user_given == (r->user != NULL));
+	check_optional(cfg->group, r->group, "group");
+	check_optional(cfg->chroot_dir, expected_path(r->chroot_dir, buf, sizeof(buf)),
+		       "chroot");
+	check_optional(cfg->pidfile, expected_path(r->pidfile, buf, sizeof(buf)),
+		       "pidfile");
+	ck_assert_str_eq(config_log_name(cfg->log), or_default(r->log, ""));
+}
+
 static void check_fields(const struct config *cfg, const struct ok_row *r)
 {
 	char buf[8192];
@@ -385,7 +483,8 @@ static void check_fields(const struct config *cfg, const struct ok_row *r)
 	ck_assert_str_eq(buf, r->dirs);
 	ck_assert_str_eq(config_vrfy_name(cfg->vrfy), or_default(r->vrfy, "252"));
 	ck_assert_str_eq(config_expn_name(cfg->expn), or_default(r->expn, "off"));
-	ck_assert_str_eq(cfg->maildir, or_default(r->maildir, "/var/mail/%d/%u"));
+	ck_assert_str_eq(cfg->maildir, expected_path(or_default(r->maildir, "/var/mail/%d/%u"),
+						     buf, sizeof(buf)));
 	ck_assert_uint_eq(cfg->max_message_size,
 			  r->max_message_size ? r->max_message_size : 10485760);
 	ck_assert_uint_eq(cfg->max_recipients,
@@ -395,6 +494,7 @@ static void check_fields(const struct config *cfg, const struct ok_row *r)
 	ck_assert(cfg->ntrusted > 0 || cfg->trusted == NULL);
 	join_strings(buf, sizeof(buf), cfg->public_addrs, cfg->npublic);
 	ck_assert_str_eq(buf, or_default(r->public_addrs, DEFAULT_PUBLIC));
+	check_daemon_fields(cfg, r);
 	ck_assert_uint_eq(cfg->refs, 1);
 	ck_assert_ptr_null(cfg->dir);
 }
@@ -741,6 +841,9 @@ START_TEST(test_names)
 	ck_assert_str_eq(config_expn_name(EXPN_OFF), "off");
 	ck_assert_str_eq(config_vrfy_name((enum vrfy_mode)42), "?");
 	ck_assert_str_eq(config_expn_name((enum expn_mode)42), "?");
+	ck_assert_str_eq(config_log_name(CONFIG_LOG_AUTO), "");
+	ck_assert_str_eq(config_log_name(CONFIG_LOG_STDERR), "stderr");
+	ck_assert_str_eq(config_log_name(CONFIG_LOG_SYSLOG), "syslog");
 
 	/* each name parses back to its mode */
 	for (size_t i = 0; i < 3; i++) {

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "porterd/log.h"
 
@@ -214,6 +215,135 @@ START_TEST(test_overlong_line_is_cut_not_split)
 }
 END_TEST
 
+/* ---- syslog ---------------------------------------------------------- */
+
+static const struct {
+	enum log_level level;
+	int priority;
+} priority_rows[] = {
+	{ LOG_LEVEL_ERR, LOG_ERR },
+	{ LOG_LEVEL_WARN, LOG_WARNING },
+	{ LOG_LEVEL_INFO, LOG_INFO },
+	{ LOG_LEVEL_DEBUG, LOG_DEBUG },
+};
+
+START_TEST(test_syslog_priority)
+{
+	ck_assert_int_eq(log_syslog_priority(priority_rows[_i].level),
+			 priority_rows[_i].priority);
+}
+END_TEST
+
+/* What the syslog sink sent, message by message. */
+static struct {
+	pthread_mutex_t lock;
+	size_t n;
+	int priority[8];
+	char text[8][2048];
+} sent = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void capture_syslog(int priority, const char *text)
+{
+	pthread_mutex_lock(&sent.lock);
+	ck_assert_uint_lt(sent.n, 8);
+	sent.priority[sent.n] = priority;
+	snprintf(sent.text[sent.n], sizeof(sent.text[0]), "%s", text);
+	sent.n++;
+	pthread_mutex_unlock(&sent.lock);
+}
+
+static void syslog_start(enum log_level level)
+{
+	sent.n = 0;
+	log_init(level, NULL);
+	log_use_syslog(capture_syslog);
+}
+
+/* One message a line: the level's priority, no "porterd: " (syslog tags
+ * it), no newline, client text still escaped; levels above the maximum
+ * are left out as on a stream. */
+START_TEST(test_syslog_one_message_a_line)
+{
+	char esc[LOG_VALUE_MAX];
+
+	syslog_start(LOG_LEVEL_INFO);
+	log_event(LOG_LEVEL_WARN, "event=one n=%d", 1);
+	log_event(LOG_LEVEL_DEBUG, "event=hidden");
+	log_event(LOG_LEVEL_INFO, "event=two arg=\"%s\"",
+		  log_escape(esc, sizeof(esc), "x\nlevel=err event=forged", 24));
+	log_event(LOG_LEVEL_ERR, "event=three v=%5s", "ab");
+	ck_assert_uint_eq(sent.n, 3);
+	ck_assert_int_eq(sent.priority[0], LOG_WARNING);
+	ck_assert_str_eq(sent.text[0], "level=warning event=one n=1");
+	ck_assert_int_eq(sent.priority[1], LOG_INFO);
+	ck_assert_str_eq(sent.text[1], "level=info event=two arg=\"x\\x0alevel=err event=forged\"");
+	ck_assert_int_eq(sent.priority[2], LOG_ERR);
+	ck_assert_str_eq(sent.text[2], "level=err event=three v=   ab");
+	log_init(LOG_LEVEL_INFO, NULL);
+}
+END_TEST
+
+/* Batching is for streams: with syslog each line leaves at once, whole
+ * and in order, whichever thread logs it, and nothing waits for a flush. */
+START_TEST(test_syslog_not_batched)
+{
+	pthread_t t;
+
+	syslog_start(LOG_LEVEL_INFO);
+	notified = 0;
+	log_buffer_start(count_notify, &notified);
+	log_event(LOG_LEVEL_INFO, "event=loop");
+	ck_assert_uint_eq(sent.n, 1);
+	ck_assert_int_eq(pthread_create(&t, NULL, log_from_other_thread, NULL), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	log_event(LOG_LEVEL_INFO, "event=loop2");
+	ck_assert_uint_eq(sent.n, 3);
+	ck_assert_str_eq(sent.text[0], "level=info event=loop");
+	ck_assert_str_eq(sent.text[1], "level=info event=worker");
+	ck_assert_str_eq(sent.text[2], "level=info event=loop2");
+	log_flush();
+	log_buffer_stop();
+	ck_assert_int_eq(notified, 0);
+	ck_assert_uint_eq(sent.n, 3);
+	log_init(LOG_LEVEL_INFO, NULL);
+}
+END_TEST
+
+/* An overlong line is cut as on a stream, never split in two messages. */
+START_TEST(test_syslog_overlong_line_is_cut)
+{
+	char big[3000];
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	syslog_start(LOG_LEVEL_INFO);
+	log_event(LOG_LEVEL_INFO, "event=big v=%s", big);
+	ck_assert_uint_eq(sent.n, 1);
+	ck_assert_uint_lt(strlen(sent.text[0]), 1100);
+	ck_assert_ptr_null(strchr(sent.text[0], '\n'));
+	ck_assert_int_eq(strncmp(sent.text[0], "level=info event=big v=xxx", 26), 0);
+	log_init(LOG_LEVEL_INFO, NULL);
+}
+END_TEST
+
+/* log_init() goes back to the stream. */
+START_TEST(test_syslog_then_stream)
+{
+	char buf[256];
+	FILE *f = tmpfile();
+
+	ck_assert_ptr_nonnull(f);
+	syslog_start(LOG_LEVEL_INFO);
+	log_event(LOG_LEVEL_INFO, "event=to_syslog");
+	log_init(LOG_LEVEL_INFO, f);
+	log_event(LOG_LEVEL_INFO, "event=to_stream");
+	ck_assert_uint_eq(sent.n, 1);
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)), "porterd: level=info event=to_stream\n");
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("log");
@@ -227,6 +357,15 @@ int main(void)
 	tcase_add_test(tc, test_full_batch_is_written_whole);
 	tcase_add_test(tc, test_conversions);
 	tcase_add_test(tc, test_overlong_line_is_cut_not_split);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("syslog");
+	tcase_add_loop_test(tc, test_syslog_priority, 0,
+			    sizeof(priority_rows) / sizeof(priority_rows[0]));
+	tcase_add_test(tc, test_syslog_one_message_a_line);
+	tcase_add_test(tc, test_syslog_not_batched);
+	tcase_add_test(tc, test_syslog_overlong_line_is_cut);
+	tcase_add_test(tc, test_syslog_then_stream);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }
