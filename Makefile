@@ -3,7 +3,8 @@
 #   make          build build/porterd (installs missing Debian packages first)
 #   make run      build and run porterd in the foreground with conf/porterd.conf
 #   make test     unit suites, the same under ASan+UBSan, integration tests
-#   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages)
+#   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages,
+#                 systemd unit; the porterd system user when run as root)
 #   make bench    porterd against a canned-reply reference (bench/run.py);
 #                 BENCH_ARGS="--quick" or "--only session,idle" for less
 #   make fuzz     libFuzzer targets (tests/fuzz/fuzz.mk; make test runs each
@@ -14,6 +15,7 @@ PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DESTDIR    ?=
 
 CC       ?= cc
@@ -126,12 +128,22 @@ unit: $(UNIT_BINS)
 	done
 
 integration: $(BUILD)/porterd $(BENCH_BINS)
-	python3 tests/integration/run.py --porterd $(BUILD)/porterd --bench $(BUILD)/bench
+	python3 tests/integration/run.py --porterd $(BUILD)/porterd --bench $(BUILD)/bench \
+		--make-vars "BUILD=$(BUILD) SANITIZE=$(SANITIZE)"
 
 install: all $(BUILD)/installed/porterd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(SYSCONFDIR)/porterd
+		$(DESTDIR)$(SYSCONFDIR)/porterd $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/installed/porterd $(DESTDIR)$(SBINDIR)/porterd
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONF@|$(CONF_INSTALLED)|g' \
+		conf/porterd.service.in > $(DESTDIR)$(UNITDIR)/porterd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/porterd.service
+	@# The account porterd serves as; only on the real system, as root.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && ! getent passwd porterd >/dev/null; then \
+		echo "useradd --system porterd"; \
+		useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin --comment "porterd ESMTP server" porterd; \
+	fi
 	install -m 644 man/porterd.8 $(DESTDIR)$(MANDIR)/man8/porterd.8
 	install -m 644 man/porterd.conf.5 $(DESTDIR)$(MANDIR)/man5/porterd.conf.5
 	install -m 644 man/porterd.table.5 $(DESTDIR)$(MANDIR)/man5/porterd.table.5

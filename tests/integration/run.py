@@ -271,6 +271,7 @@ class Context:
     def __init__(self, args):
         self.binary = os.path.abspath(args.porterd)
         self.bench = os.path.abspath(args.bench) if args.bench else None
+        self.make_vars = args.make_vars.split()
         self.tmp = tempfile.mkdtemp(prefix="porterd-it-")
         self.ipv6_problem = ("--no-ipv6 given" if args.no_ipv6
                              else ipv6_loopback_problem())
@@ -3170,6 +3171,59 @@ def t_main_log_well_formed(ctx):
     check(not problems, f"{len(problems)} bad lines: " + "; ".join(problems[:3]))
 
 
+def t_install_destdir(ctx):
+    """make install into a DESTDIR: binary, config (never overwritten),
+    table, man pages and the systemd unit, with the installed paths; the
+    installed binary accepts the installed config."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    dest = ctx.path("destdir")
+    make_vars = ctx.make_vars or [f"BUILD={os.path.dirname(ctx.binary)}"]
+
+    def install():
+        proc = subprocess.run(["make", "-s", "--no-print-directory", "install",
+                               f"DESTDIR={dest}", "PREFIX=/usr"] + make_vars,
+                              cwd=root, capture_output=True, text=True, timeout=120)
+        check_eq(proc.returncode, 0, f"make install: {proc.stdout} {proc.stderr}")
+        return proc.stdout
+    install()
+    for f in ("usr/sbin/porterd", "etc/porterd/porterd.conf", "etc/porterd/example.table",
+              "usr/share/man/man8/porterd.8", "usr/share/man/man5/porterd.conf.5",
+              "usr/share/man/man5/porterd.table.5", "usr/lib/systemd/system/porterd.service"):
+        check(os.path.isfile(os.path.join(dest, f)), f"{f} not installed")
+    conf = os.path.join(dest, "etc/porterd/porterd.conf")
+    with open(conf) as f:
+        text = f.read()
+    check("maildir     /var/mail/%d/%u\n" in text, "installed maildir is not /var/mail/%d/%u")
+    check("\nuser " not in text and "\ngroup " not in text,
+          "the installed config names a user or group (the default, porterd, is meant)")
+    with open(os.path.join(dest, "usr/lib/systemd/system/porterd.service")) as f:
+        unit = f.read()
+    check("ExecStart=/usr/sbin/porterd -f -c /etc/porterd/porterd.conf\n" in unit,
+          "the unit's ExecStart does not run the installed porterd on the installed config")
+    check("ExecStartPre=/usr/sbin/porterd -t -c /etc/porterd/porterd.conf\n" in unit,
+          "the unit does not check the config before starting")
+    check("@" not in unit.replace("@usc", ""), "unfilled placeholder in the unit")
+    proc = subprocess.run([os.path.join(dest, "usr/sbin/porterd"), "-t", "-c", conf],
+                          capture_output=True, text=True, timeout=30)
+    ctx.outputs.append(("installed porterd -t", (proc.stdout + proc.stderr).encode()))
+    check_eq(proc.returncode, 0, f"installed porterd -t on the installed config: {proc.stderr}")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        proc = subprocess.run([analyze, "verify", os.path.join(
+            dest, "usr/lib/systemd/system/porterd.service")],
+            capture_output=True, text=True, timeout=60)
+        bad = [ln for ln in proc.stderr.splitlines()
+               if "Unknown" in ln or "unknown" in ln or "Invalid" in ln]
+        check(not bad, f"systemd-analyze verify: {bad}")
+    with open(conf, "a") as f:
+        f.write("# edited by the administrator\n")
+    out = install()
+    check("keeping existing" in out, f"a second install did not say it kept the config: {out}")
+    with open(conf) as f:
+        check(f.read().endswith("# edited by the administrator\n"),
+              "a second make install overwrote the administrator's config")
+
+
 def t_sanitizers_clean(ctx):
     found = []
     texts = [(os.path.basename(d.log_path), d.log()) for d in ctx.daemons]
@@ -3272,6 +3326,9 @@ def raise_fd_limit(need):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--porterd", required=True, help="the porterd binary to test")
+    ap.add_argument("--make-vars", default="",
+                    help="make variables the daemon was built with, e.g. "
+                         "'BUILD=build/asan SANITIZE=1', for the install test")
     ap.add_argument("--bench", help="the directory of the benchmark's load and limit "
                     "binaries, to test them too")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -3365,6 +3422,7 @@ def run_all(ctx, runner):
         r("bench_limit", t_bench_limit, ctx)
     r("greeting", t_greeting, ctx)
     r("ehlo", t_ehlo, ctx)
+    r("install_destdir", t_install_destdir, ctx)
     for name, data, want in DIALOGUE:
         r(name, t_dialogue, ctx, data, want)
     r("quit_closes", t_quit_closes, ctx)
