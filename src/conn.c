@@ -58,6 +58,7 @@ struct conn {
 	bool eof;		/* the client closed its side: answer, then close */
 	bool renew;		/* set a fresh deadline at the next chance */
 	bool holding;		/* the timer is a tarpit: output held back */
+	bool draining;		/* the server is stopping */
 	bool reading;		/* rev is added */
 	bool writing;		/* wev is added */
 };
@@ -105,6 +106,8 @@ static const char *close_reason(const struct conn *c)
 {
 	if (c->close_reason != NULL)
 		return c->close_reason;
+	if (c->draining)
+		return "shutdown";
 	return c->eof && !session_closing(c->session) ? "eof" : "quit";
 }
 
@@ -480,10 +483,23 @@ void conn_list_shutdown(struct conn_list *list)
 	while (c != NULL) {
 		struct conn *next = c->next;
 
-		c->close_reason = "shutdown";
-		session_shutdown(c->session);
+		c->draining = true;
+		session_drain(c->session);
 		conn_settle(c);
 		c = next;
+	}
+}
+
+void conn_list_abort(struct conn_list *list)
+{
+	while (list->head != NULL) {
+		struct conn *c = list->head;
+
+		c->close_reason = "shutdown";
+		c->holding = false;
+		session_shutdown(c->session);
+		(void)conn_flush(c);	/* best effort: the 421, if it fits */
+		conn_free(&c);
 	}
 }
 

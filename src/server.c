@@ -34,8 +34,6 @@
 #define LISTEN_BACKLOG 4096
 /* Threads that write and fsync Maildir copies. */
 #define DELIVERY_WORKERS 4
-/* How long a stop waits for sessions to flush their 421. */
-#define SHUTDOWN_GRACE_SECS 5
 
 /* Open connections per client address, for max_clients_per_ip. */
 #define PER_IP_BUCKETS 4096
@@ -280,12 +278,13 @@ static void grace_expired_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_event(LOG_LEVEL_WARN, "event=shutdown_grace_expired open=%zu",
 		  srv->conns.count);
+	conn_list_abort(&srv->conns);
 	event_base_loopexit(srv->base, NULL);
 }
 
 void server_shutdown(struct server *srv)
 {
-	struct timeval grace = { SHUTDOWN_GRACE_SECS, 0 };
+	struct timeval grace = { (time_t)srv->cfg->shutdown_timeout, 0 };
 
 	if (srv->stopping)
 		return;

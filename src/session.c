@@ -86,6 +86,7 @@ struct session {
 	bool waiting;			/* a lookup or delivery has not answered */
 	bool in_feed;			/* inside session_feed() */
 	bool discarding;		/* inside an over-long line */
+	bool draining;			/* the server stops: 421 at the next boundary */
 	bool smtputf8;			/* the pending lookup asked SMTPUTF8 */
 	uint64_t progress;		/* lines and data pieces taken */
 	unsigned errors;		/* 5yz replies so far */
@@ -296,6 +297,27 @@ void session_shutdown(struct session *s)
 	session_abort(s, REPLY_SHUTDOWN);
 }
 
+/* Between commands: no message being read, no answer outstanding. */
+static bool at_boundary(const struct session *s)
+{
+	return s->state != STATE_DATA && !s->waiting;
+}
+
+/* Draining and between commands: the 421 goes out now. */
+static bool drain_now(struct session *s)
+{
+	if (!s->draining || !at_boundary(s) || s->state == STATE_CLOSED)
+		return false;
+	session_abort(s, REPLY_SHUTDOWN);
+	return true;
+}
+
+void session_drain(struct session *s)
+{
+	s->draining = true;
+	drain_now(s);
+}
+
 /*
  * Harvesting and junk cost time: past the soft limit each error reply is
  * held back longer (the host keeps it unsent), and at the hard limit the
@@ -379,6 +401,8 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 		size_t avail = len - used, linelen, n;
 		const char *lf;
 
+		if (drain_now(s))
+			break;
 		if (s->state == STATE_DATA) {
 			used += data_feed(s, p, avail);
 			s->progress++;
@@ -407,6 +431,7 @@ size_t session_feed(struct session *s, const char *buf, size_t len)
 		s->progress++;
 		session_line(s, p, n);
 	}
+	drain_now(s);	/* e.g. a refused message was the last input */
 	s->in_feed = false;
 	return used;
 }
@@ -626,6 +651,7 @@ static void async_done(struct session *s)
 	s->waiting = false;
 	s->pending = NULL;
 	s->job = NULL;
+	drain_now(s);
 	if (!s->in_feed && s->io.resume != NULL)
 		s->io.resume(s->io.arg);
 }

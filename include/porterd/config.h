@@ -67,6 +67,7 @@ struct config {
 	uint64_t max_clients_per_ip;	/* connections at once from one address */
 	uint64_t command_timeout;	/* deadline for each command line */
 	uint64_t data_timeout;		/* idle time allowed inside DATA */
+	uint64_t shutdown_timeout;	/* a stop waits this long for sessions */
 	uint64_t error_soft_limit;	/* errors before replies are delayed */
 	uint64_t error_hard_limit;	/* errors before 421 and close */
 	uint64_t error_delay;		/* delay per error past the soft limit */

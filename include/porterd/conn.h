@@ -46,8 +46,14 @@ bool conn_new(struct server *srv, struct conn_list *list, struct config *cfg,
 /* Over a connection limit: answer 421 4.7.0 and close, no session. */
 void conn_refuse(evutil_socket_t fd, const struct config *cfg);
 
-/* The server is stopping: every session answers 421, flushes, closes. */
+/* The server is stopping: every session answers 421 at its next command
+ * boundary (a message being received or delivered finishes first), then
+ * closes once its replies are flushed. */
 void conn_list_shutdown(struct conn_list *list);
+
+/* The drain took too long: 421 to every session still open (best
+ * effort), then close them all. */
+void conn_list_abort(struct conn_list *list);
 
 /* Close every connection at once. */
 void conn_list_free(struct conn_list *list);

@@ -100,7 +100,15 @@ bool session_closing(const struct session *s);
 /* The client was idle too long: answer 421 4.4.2 and close. */
 void session_timeout(struct session *s);
 
-/* The server is stopping: answer 421 4.3.2 and close. */
+/* The server is stopping: answer 421 4.3.2 and close, now. */
 void session_shutdown(struct session *s);
+
+/*
+ * The server is stopping gracefully: answer 421 4.3.2 and close at the
+ * next command boundary — at once when idle; after the message, its
+ * delivery and its reply when a DATA is under way; after the reply of an
+ * outstanding lookup. A command that arrives meanwhile is not run.
+ */
+void session_drain(struct session *s);
 
 #endif

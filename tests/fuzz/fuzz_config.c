@@ -62,6 +62,7 @@ static void check_limits(const struct config *cfg)
 
 	if (!IN(cfg->max_clients, 1, 1000000) || !IN(cfg->max_clients_per_ip, 1, 1000000) ||
 	    !IN(cfg->command_timeout, 1, 3600) || !IN(cfg->data_timeout, 1, 3600) ||
+	    cfg->shutdown_timeout > 3600 ||
 	    !IN(cfg->error_soft_limit, 1, 1000) || !IN(cfg->error_hard_limit, 1, 1000) ||
 	    !IN(cfg->error_delay, 0, 60) || !IN(cfg->vrfy_rate.count, 1, 1000000) ||
 	    !IN(cfg->vrfy_rate.period, 1, 86400) ||

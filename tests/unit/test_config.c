@@ -963,6 +963,7 @@ START_TEST(test_limit_defaults)
 	ck_assert_uint_eq(cfg->max_clients_per_ip, 50);
 	ck_assert_uint_eq(cfg->command_timeout, 300);
 	ck_assert_uint_eq(cfg->data_timeout, 180);
+	ck_assert_uint_eq(cfg->shutdown_timeout, 30);
 	ck_assert_uint_eq(cfg->error_soft_limit, 5);
 	ck_assert_uint_eq(cfg->error_hard_limit, 20);
 	ck_assert_uint_eq(cfg->error_delay, 1);
@@ -979,7 +980,8 @@ START_TEST(test_limit_values)
 	static const char text[] = BASE
 		"max_clients 5\nmax_clients_per_ip 2\ncommand_timeout 1h\n"
 		"data_timeout 90\nerror_soft_limit 1\nerror_hard_limit 3\n"
-		"error_delay 0s\nvrfy_rate 5/2h\nrate_table_size 16\nrate_ipv6_prefix 48\n";
+		"error_delay 0s\nvrfy_rate 5/2h\nrate_table_size 16\nrate_ipv6_prefix 48\n"
+		"shutdown_timeout 0\n";
 	struct config *cfg = NULL;
 	char err[256];
 
@@ -988,6 +990,7 @@ START_TEST(test_limit_values)
 	ck_assert_uint_eq(cfg->max_clients_per_ip, 2);
 	ck_assert_uint_eq(cfg->command_timeout, 3600);
 	ck_assert_uint_eq(cfg->data_timeout, 90);
+	ck_assert_uint_eq(cfg->shutdown_timeout, 0);
 	ck_assert_uint_eq(cfg->error_soft_limit, 1);
 	ck_assert_uint_eq(cfg->error_hard_limit, 3);
 	ck_assert_uint_eq(cfg->error_delay, 0);

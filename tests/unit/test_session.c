@@ -640,6 +640,71 @@ static void exchange_queued(const char *input, const char *want)
 	cap.buf[0] = '\0';
 }
 
+#define SHUTTING_DOWN "421 4.3.2 mail.example.test Service shutting down\r\n"
+
+/* A graceful stop: 421 at the next command boundary. */
+START_TEST(test_drain_idle)
+{
+	start_session(NULL);
+	exchange("EHLO c.example\r\n", cap.buf);
+	cap.len = 0; cap.buf[0] = '\0';
+	session_drain(sess);
+	ck_assert_str_eq(cap.buf, SHUTTING_DOWN);
+	ck_assert(session_closing(sess));
+	end_session();
+}
+END_TEST
+
+/* Inside DATA: the message is read to its end, delivered and answered,
+ * then the 421; the command pipelined behind it is not run. */
+START_TEST(test_drain_inside_data)
+{
+	const char *rest = " line\r\n.\r\nNOOP\r\n";
+	const char *queued = "250 2.0.0 Ok: queued as ";
+	char text[4096];
+	size_t used, len;
+
+	start_session(NULL);
+	exchange("EHLO c.example\r\n", cap.buf);
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange("MAIL FROM:<sender@remote.example>\r\n", "250 2.1.0 Ok\r\n");
+	exchange("RCPT TO:<jones@example.test>\r\n", "250 2.1.5 Ok\r\n");
+	exchange("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	exchange("Subject: drained\r\n\r\nhalf a", "");
+	session_drain(sess);
+	ck_assert_str_eq(cap.buf, "");
+	ck_assert(!session_closing(sess));
+	used = session_feed(sess, rest, strlen(rest));
+	ck_assert_uint_eq(used, strlen(rest) - strlen("NOOP\r\n"));
+	len = strlen(cap.buf);
+	ck_assert_msg(strncmp(cap.buf, queued, strlen(queued)) == 0, "got '%s'", cap.buf);
+	ck_assert_uint_eq(len, strlen(queued) + 17 + 2 + strlen(SHUTTING_DOWN));
+	ck_assert_str_eq(cap.buf + len - strlen(SHUTTING_DOWN), SHUTTING_DOWN);
+	ck_assert(session_closing(sess));
+	ck_assert_int_eq(maildir_messages("example.test/jones", text, sizeof(text)), 1);
+	ck_assert_ptr_nonnull(strstr(text, "half a line\r\n"));
+	end_session();
+}
+END_TEST
+
+/* A message refused at its end is answered, then the 421. */
+START_TEST(test_drain_refused_message)
+{
+	start_session("max_message_size 1024");
+	exchange("HELO c.example\r\n", cap.buf);
+	cap.len = 0; cap.buf[0] = '\0';
+	exchange("MAIL FROM:<sender@remote.example>\r\n", "250 2.1.0 Ok\r\n");
+	exchange("RCPT TO:<jones@example.test>\r\n", "250 2.1.5 Ok\r\n");
+	exchange("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	session_drain(sess);
+	for (int i = 0; i < 30; i++)
+		exchange("Subject: far too long for 1024 octets, line after line\r\n", "");
+	exchange(".\r\n", "552 5.3.4 Message size exceeds fixed limit\r\n" SHUTTING_DOWN);
+	ck_assert(session_closing(sess));
+	end_session();
+}
+END_TEST
+
 START_TEST(test_mail_delivered)
 {
 	char text[4096];
@@ -1012,6 +1077,9 @@ int main(void)
 	tcase_add_test(tc, test_untrusted_ipv6_and_trusted_list);
 	tcase_add_test(tc, test_quit_closes);
 	tcase_add_test(tc, test_timeout_and_shutdown);
+	tcase_add_test(tc, test_drain_idle);
+	tcase_add_test(tc, test_drain_inside_data);
+	tcase_add_test(tc, test_drain_refused_message);
 	tcase_add_test(tc, test_partial_line_waits);
 	tcase_add_test(tc, test_line_too_long_resyncs);
 	tcase_add_test(tc, test_line_too_long_in_pieces);
