@@ -4,7 +4,7 @@
 #   make run      build and run porterd in the foreground with conf/porterd.conf
 #   make test     unit suites, the same under ASan+UBSan, integration tests
 #   make install  PREFIX=/usr/local DESTDIR= (binary, config, man pages,
-#                 systemd unit; the porterd system user when run as root)
+#                 systemd units; the porterd system user when run as root)
 #   make bench    porterd against a canned-reply reference (bench/run.py);
 #                 BENCH_ARGS="--quick" or "--only session,idle" for less
 #   make fuzz     libFuzzer targets (tests/fuzz/fuzz.mk; make test runs each
@@ -138,6 +138,7 @@ install: all $(BUILD)/installed/porterd
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONF@|$(CONF_INSTALLED)|g' \
 		conf/porterd.service.in > $(DESTDIR)$(UNITDIR)/porterd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/porterd.service
+	install -m 644 conf/porterd.socket $(DESTDIR)$(UNITDIR)/porterd.socket
 	@# The account porterd serves as; only on the real system, as root.
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && ! getent passwd porterd >/dev/null; then \
 		echo "useradd --system porterd"; \

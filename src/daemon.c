@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -353,6 +354,64 @@ static void warn_not_root(const struct config *cfg)
 		return;
 	log_event(LOG_LEVEL_WARN, "event=privileges_kept user=%s uid=%lu "
 		  "reason=not_started_as_root", cfg->user, (unsigned long)geteuid());
+}
+
+/* ---- socket activation ------------------------------------------------ */
+
+/* A whole decimal number in [1, max], or -1. */
+static long env_number(const char *name, long max)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	if (v == NULL || *v == '\0')
+		return -1;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	return errno != 0 || *end != '\0' || n < 1 || n > max ? -1 : n;
+}
+
+static bool is_listening_stream(int fd)
+{
+	int accepting = 0, type = 0;
+	socklen_t len = sizeof(accepting), tlen = sizeof(type);
+
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 &&
+	       accepting && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+	       type == SOCK_STREAM;
+}
+
+int daemon_listen_fds(char *err, size_t errsize)
+{
+	const char *fds = getenv("LISTEN_FDS");
+	long pid = env_number("LISTEN_PID", (long)INT32_MAX);
+	long n = env_number("LISTEN_FDS", CONFIG_LISTEN_MAX);
+
+	if (fds == NULL)
+		return 0;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (pid != (long)getpid())
+		return 0;	/* meant for another process */
+	if (n < 0) {
+		snprintf(err, errsize, "LISTEN_FDS=%s: not a number of sockets from 1 to %d",
+			 fds, CONFIG_LISTEN_MAX);
+		return -1;
+	}
+	for (int fd = DAEMON_LISTEN_FDS_START; fd < DAEMON_LISTEN_FDS_START + n; fd++) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (!is_listening_stream(fd) || fl < 0 ||
+		    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			snprintf(err, errsize, "socket activation: descriptor %d is not "
+				 "a listening stream socket", fd);
+			return -1;
+		}
+	}
+	return (int)n;
 }
 
 int daemon_privileges_prepare(const struct config *cfg,

@@ -143,12 +143,16 @@ static void loop_free(struct loop *l)
  * root, or must exist before the privileges go. */
 static int loop_setup(struct loop *l, struct config *cfg, char *err, size_t errsize)
 {
+	int passed = daemon_listen_fds(err, errsize);
+
+	if (passed < 0)
+		return -1;
 	l->base = event_base_new();
 	if (l->base == NULL) {
 		snprintf(err, errsize, "cannot create the event loop");
 		return -1;
 	}
-	if (server_new(l->base, cfg, &l->srv, err, errsize) < 0)
+	if (server_new(l->base, cfg, passed, &l->srv, err, errsize) < 0)
 		return -1;
 	l->sigint = evsignal_new(l->base, SIGINT, on_stop_signal, l->srv);
 	l->sigterm = evsignal_new(l->base, SIGTERM, on_stop_signal, l->srv);

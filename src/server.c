@@ -19,6 +19,7 @@
 #include <event2/util.h>
 
 #include "porterd/config.h"
+#include "porterd/daemon.h"
 #include "porterd/conn.h"
 #include "porterd/delivery.h"
 #include "porterd/log.h"
@@ -229,7 +230,34 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 	return 0;
 }
 
-int server_new(struct event_base *base, struct config *cfg,
+/* Serve a listening socket handed over by systemd. */
+static int adopt_one(struct server *srv, evutil_socket_t fd, char *err, size_t errsize)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct evconnlistener *l;
+	char addr[64] = "unknown";
+	int one = 1;
+
+	/* backlog 0: listen() was called already, by systemd */
+	l = evconnlistener_new(srv->base, accept_cb, srv,
+			       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (l == NULL) {
+		snprintf(err, errsize, "socket activation: descriptor %d: %s", (int)fd,
+			 strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	srv->listeners[srv->nlisteners++] = l;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		format_peer((struct sockaddr *)&ss, addr, sizeof(addr));
+	log_event(LOG_LEVEL_INFO, "event=listen address=%s fd=%d source=systemd", addr,
+		  (int)fd);
+	return 0;
+}
+
+int server_new(struct event_base *base, struct config *cfg, int passed,
 	       struct server **srv_r, char *err, size_t errsize)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
@@ -253,7 +281,13 @@ int server_new(struct event_base *base, struct config *cfg,
 		server_free(&srv);
 		return -1;
 	}
-	for (size_t i = 0; i < cfg->nlisten; i++) {
+	for (int i = 0; i < passed; i++) {
+		if (adopt_one(srv, DAEMON_LISTEN_FDS_START + i, err, errsize) < 0) {
+			server_free(&srv);
+			return -1;
+		}
+	}
+	for (size_t i = 0; passed == 0 && i < cfg->nlisten; i++) {
 		if (listen_one(srv, cfg->listen[i], err, errsize) < 0) {
 			server_free(&srv);
 			return -1;

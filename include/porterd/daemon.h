@@ -49,6 +49,21 @@ pid_t daemon_pidfile_read(const char *path);
  */
 void daemon_pidfile_close(struct daemon_pidfile **pf);
 
+/* ---- socket activation ------------------------------------------------ */
+
+/* systemd passes listening sockets from this descriptor on. */
+#define DAEMON_LISTEN_FDS_START 3
+
+/*
+ * systemd socket activation (sd_listen_fds(3)): how many listening
+ * sockets were passed to this process (LISTEN_PID is ours), from
+ * DAEMON_LISTEN_FDS_START on, each checked to be a listening stream
+ * socket and made non-blocking and close-on-exec; 0 when none were
+ * passed. The LISTEN_* variables are removed either way, so no child
+ * inherits them. -1 and a message in err when they are malformed.
+ */
+int daemon_listen_fds(char *err, size_t errsize);
+
 /* ---- privileges ------------------------------------------------------- */
 
 /* Longest user or group name kept. */

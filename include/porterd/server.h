@@ -14,8 +14,12 @@ struct config;
 struct server;
 struct conn;
 
-/* Bind every listen address of cfg. On failure -1 and a message in err. */
-int server_new(struct event_base *base, struct config *cfg,
+/*
+ * Bind every listen address of cfg, or, when passed > 0, serve the
+ * passed listening sockets (systemd socket activation, from descriptor
+ * 3 on) instead. On failure -1 and a message in err.
+ */
+int server_new(struct event_base *base, struct config *cfg, int passed,
 	       struct server **srv_r, char *err, size_t errsize);
 
 /* Stop accepting; ask every open session to finish with 421; the event

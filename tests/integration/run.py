@@ -3177,6 +3177,50 @@ def t_main_log_well_formed(ctx):
     check(not problems, f"{len(problems)} bad lines: " + "; ".join(problems[:3]))
 
 
+def t_socket_activation(ctx):
+    """Started the way systemd socket activation starts it (a listening
+    socket as descriptor 3, LISTEN_FDS=1, LISTEN_PID its own pid),
+    porterd serves that socket and binds none of its own listen lines;
+    SIGTERM stops it with exit 0."""
+    passed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    passed.bind(("127.0.0.1", 0))
+    passed.listen(16)
+    port = passed.getsockname()[1]
+    ignored = free_port(False)      # the config's own listen line
+    conf = ctx.path("activated.conf")
+    with open(conf, "w") as f:
+        f.write(config_text(ignored, False, maildir="activated-mail/%d/%u"))
+    d = Daemon(ctx.binary, conf, ctx.path("activated.log"), port)
+    d.store = MailStore(ctx.path("activated-mail"))
+    fd = passed.fileno()
+    # sh keeps its pid through exec, so $$ is porterd's pid
+    script = (f'exec 3<&{fd} {fd}<&-; LISTEN_PID=$$ LISTEN_FDS=1 '
+              f'exec "$0" -c "$1"') if fd != 3 else 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"'
+    with open(d.log_path, "ab") as log:
+        d.proc = subprocess.Popen(["/bin/sh", "-c", script, ctx.binary, conf],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  env=daemon_env(), pass_fds=(fd,))
+    ctx.daemons.append(d)
+    passed.close()                  # porterd holds it now
+    try:
+        check(d.wait_ready(), f"the activated daemon exited: {d.log_tail()}")
+        with session(ctx, ("127.0.0.1", port)) as c:
+            check_eq(c.cmd(b"VRFY jones\r\n"), JONES, "VRFY on the passed socket")
+        check(re.search(rb"event=listen address=127\.0\.0\.1 fd=3 source=systemd\n", d.log()),
+              f"no listen line for the passed socket: {d.log_tail()}")
+        check(b"event=listen address=127.0.0.1:" not in d.log(),
+              "the config's listen line was bound too")
+        try:
+            socket.create_connection(("127.0.0.1", ignored), timeout=2).close()
+            refused = False
+        except OSError:
+            refused = True
+        check(refused, "something answers on the config's own listen address")
+    finally:
+        rc = d.stop()
+    check_eq(rc, 0, f"exit status after SIGTERM (log {d.log_tail()})")
+
+
 def t_install_destdir(ctx):
     """make install into a DESTDIR: binary, config (never overwritten),
     table, man pages and the systemd unit, with the installed paths; the
@@ -3194,7 +3238,8 @@ def t_install_destdir(ctx):
     install()
     for f in ("usr/sbin/porterd", "etc/porterd/porterd.conf", "etc/porterd/example.table",
               "usr/share/man/man8/porterd.8", "usr/share/man/man5/porterd.conf.5",
-              "usr/share/man/man5/porterd.table.5", "usr/lib/systemd/system/porterd.service"):
+              "usr/share/man/man5/porterd.table.5", "usr/lib/systemd/system/porterd.service",
+              "usr/lib/systemd/system/porterd.socket"):
         check(os.path.isfile(os.path.join(dest, f)), f"{f} not installed")
     conf = os.path.join(dest, "etc/porterd/porterd.conf")
     with open(conf) as f:
@@ -3215,8 +3260,9 @@ def t_install_destdir(ctx):
     check_eq(proc.returncode, 0, f"installed porterd -t on the installed config: {proc.stderr}")
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:
-        proc = subprocess.run([analyze, "verify", os.path.join(
-            dest, "usr/lib/systemd/system/porterd.service")],
+        proc = subprocess.run([analyze, "verify"] + [os.path.join(
+            dest, "usr/lib/systemd/system", unit) for unit in ("porterd.service",
+                                                               "porterd.socket")],
             capture_output=True, text=True, timeout=60)
         bad = [ln for ln in proc.stderr.splitlines()
                if "Unknown" in ln or "unknown" in ln or "Invalid" in ln]
@@ -3429,6 +3475,7 @@ def run_all(ctx, runner):
     r("greeting", t_greeting, ctx)
     r("ehlo", t_ehlo, ctx)
     r("install_destdir", t_install_destdir, ctx)
+    r("socket_activation", t_socket_activation, ctx)
     for name, data, want in DIALOGUE:
         r(name, t_dialogue, ctx, data, want)
     r("quit_closes", t_quit_closes, ctx)

@@ -17,7 +17,9 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -714,6 +716,102 @@ START_TEST(test_foreground_ready)
 }
 END_TEST
 
+/* ---- socket activation ---- */
+
+static void set_listen_env(const char *pid, const char *fds)
+{
+	ck_assert_int_eq(setenv("LISTEN_PID", pid, 1), 0);
+	ck_assert_int_eq(setenv("LISTEN_FDS", fds, 1), 0);
+}
+
+static int listen_fds_now(void)
+{
+	char err[256] = "";
+
+	return daemon_listen_fds(err, sizeof(err));
+}
+
+START_TEST(test_listen_fds_none)
+{
+	char err[256];
+
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	ck_assert_int_eq(daemon_listen_fds(err, sizeof(err)), 0);
+}
+END_TEST
+
+/* Meant for another process: ignored, and not passed on either. */
+START_TEST(test_listen_fds_other_pid)
+{
+	char pid[32];
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid() + 1);
+	set_listen_env(pid, "1");
+	ck_assert_int_eq(listen_fds_now(), 0);
+	ck_assert_ptr_null(getenv("LISTEN_PID"));
+	ck_assert_ptr_null(getenv("LISTEN_FDS"));
+}
+END_TEST
+
+START_TEST(test_listen_fds_malformed)
+{
+	static const char *const bad[] = { "0", "-1", "x", "1x", "", "17" };
+	char pid[32];
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set_listen_env(pid, bad[i]);
+		ck_assert_msg(listen_fds_now() == -1, "LISTEN_FDS=%s", bad[i]);
+	}
+}
+END_TEST
+
+/* Descriptor 3 must be a listening stream socket: a pipe is refused,
+ * a listening TCP socket is taken and made non-blocking. Run in a child:
+ * descriptor 3 may be Check's own. Exit status: the step that failed. */
+static int listen_fds_child(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	char pid[32], err[256];
+	int p[2], sock;
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	if (pipe(p) != 0 || dup2(p[0], DAEMON_LISTEN_FDS_START) < 0)
+		return 10;
+	setenv("LISTEN_PID", pid, 1);
+	setenv("LISTEN_FDS", "1", 1);
+	if (daemon_listen_fds(err, sizeof(err)) != -1)
+		return 11;
+	sock = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (sock < 0 || bind(sock, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    listen(sock, 4) != 0 || dup2(sock, DAEMON_LISTEN_FDS_START) < 0)
+		return 12;
+	setenv("LISTEN_PID", pid, 1);
+	setenv("LISTEN_FDS", "1", 1);
+	if (daemon_listen_fds(err, sizeof(err)) != 1)
+		return 13;
+	if (!(fcntl(DAEMON_LISTEN_FDS_START, F_GETFL) & O_NONBLOCK) ||
+	    !(fcntl(DAEMON_LISTEN_FDS_START, F_GETFD) & FD_CLOEXEC))
+		return 14;
+	return 0;
+}
+
+START_TEST(test_listen_fds_checked)
+{
+	int status = 0;
+	pid_t child = fork();
+
+	ck_assert_int_ge(child, 0);
+	if (child == 0)
+		_exit(listen_fds_child());
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
 	Suite *s = suite_create("daemon");
@@ -741,6 +839,13 @@ static Suite *daemon_suite(void)
 	tcase_add_loop_test(tc, test_privileges_not_root, 0,
 			    (int)(sizeof(not_root_rows) / sizeof(not_root_rows[0])));
 	tcase_add_test(tc, test_privileges_not_root_chroot);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("activation");
+	tcase_add_test(tc, test_listen_fds_none);
+	tcase_add_test(tc, test_listen_fds_other_pid);
+	tcase_add_test(tc, test_listen_fds_malformed);
+	tcase_add_test(tc, test_listen_fds_checked);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("background");
