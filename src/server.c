@@ -19,8 +19,8 @@
 #include <event2/util.h>
 
 #include "porterd/config.h"
-#include "porterd/daemon.h"
 #include "porterd/conn.h"
+#include "porterd/daemon.h"
 #include "porterd/delivery.h"
 #include "porterd/log.h"
 #include "porterd/ratelimit.h"
@@ -197,6 +197,20 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(srv->accept_pause, &pause);
 }
 
+/* A listener of ours, bound here or passed by systemd. */
+static void listener_add(struct server *srv, struct evconnlistener *l)
+{
+	int one = 1;
+
+	/* Replies leave whole, one send per batch, so they never wait for an
+	 * ACK; accepted sockets inherit this on Linux, saving a system call
+	 * per connection. */
+	(void)setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one,
+			 sizeof(one));
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	srv->listeners[srv->nlisteners++] = l;
+}
+
 static int listen_one(struct server *srv, const char *spec, char *err,
 		      size_t errsize)
 {
@@ -205,7 +219,6 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 			 LEV_OPT_CLOSE_ON_EXEC;
 	struct evconnlistener *l;
-	int one = 1;
 
 	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &len) < 0) {
 		snprintf(err, errsize, "listen %s: not an address and port", spec);
@@ -219,13 +232,7 @@ static int listen_one(struct server *srv, const char *spec, char *err,
 		snprintf(err, errsize, "listen %s: %s", spec, strerror(errno));
 		return -1;
 	}
-	/* Replies leave whole, one send per batch, so they never wait for an
-	 * ACK; accepted sockets inherit this on Linux, saving a system call
-	 * per connection. */
-	(void)setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one,
-			 sizeof(one));
-	evconnlistener_set_error_cb(l, accept_error_cb);
-	srv->listeners[srv->nlisteners++] = l;
+	listener_add(srv, l);
 	log_event(LOG_LEVEL_INFO, "event=listen address=%s", spec);
 	return 0;
 }
@@ -237,7 +244,6 @@ static int adopt_one(struct server *srv, evutil_socket_t fd, char *err, size_t e
 	socklen_t len = sizeof(ss);
 	struct evconnlistener *l;
 	char addr[64] = "unknown";
-	int one = 1;
 
 	/* backlog 0: listen() was called already, by systemd */
 	l = evconnlistener_new(srv->base, accept_cb, srv,
@@ -247,9 +253,7 @@ static int adopt_one(struct server *srv, evutil_socket_t fd, char *err, size_t e
 			 strerror(errno));
 		return -1;
 	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	evconnlistener_set_error_cb(l, accept_error_cb);
-	srv->listeners[srv->nlisteners++] = l;
+	listener_add(srv, l);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
 		format_peer((struct sockaddr *)&ss, addr, sizeof(addr));
 	log_event(LOG_LEVEL_INFO, "event=listen address=%s fd=%d source=systemd", addr,
