@@ -225,7 +225,7 @@ def alternate(rounds, measure_a, measure_b):
         b.append(measure_b())
     print(f"  rounds: porterd {', '.join(f'{x:,.2f}' for x in a)}; "
           f"reference {', '.join(f'{x:,.2f}' for x in b)}", flush=True)
-    return statistics.median(a), statistics.median(b), a, b
+    return statistics.median(a), statistics.median(b)
 
 
 def rate_of(server_factory, mode, args):
@@ -263,7 +263,7 @@ def fmt(x, digits=0):
 
 def ratio_row(ws, table, rounds, mode, args, label, unit, target):
     """porterd and the reference under the same load: the ratio must reach target."""
-    p, r, _, _ = alternate(rounds, rate_of(lambda: ws.porterd(ws.small_table, mode), mode, args),
+    p, r = alternate(rounds, rate_of(lambda: ws.porterd(ws.small_table, mode), mode, args),
                            rate_of(ws.limit, mode, args))
     table.add(label, unit, fmt(p), fmt(r), f"{p / r:.2f}", f">= {target:.2f}", p / r >= target)
 
@@ -290,7 +290,7 @@ def bench_idle(ws, table, rounds, quick):
             with factory() as srv:
                 return hold_idle(srv, conns)
         return m
-    p, r, _, _ = alternate(rounds, measure(lambda: ws.porterd(ws.small_table, "idle")),
+    p, r = alternate(rounds, measure(lambda: ws.porterd(ws.small_table, "idle")),
                            measure(ws.limit))
     table.add(f"RSS per idle session, {conns:,} held", "KiB/session",
               f"{p:.2f}", f"{r:.2f}", "-", "<= 2.00 KiB", p <= 2.0)
@@ -300,7 +300,7 @@ def bench_mail(ws, table, rounds, quick):
     n = 3000 if quick else 20000
     args = ["-c", 20, "-n", n, "-M", 10, "-m", 1024,
             "-a", ",".join(f"{u}@{DOMAIN}" for u in ws.small_users)]
-    p, r, _, _ = alternate(rounds, rate_of(lambda: ws.porterd(ws.small_table, "mail"),
+    p, r = alternate(rounds, rate_of(lambda: ws.porterd(ws.small_table, "mail"),
                                            "mail", args),
                            rate_of(ws.limit, "mail", args))
     table.add("durable mail, 20 clients, 1 KiB, fsync before 250", "messages/s",
@@ -326,7 +326,7 @@ def bench_scale(ws, table, rounds, quick):
     big = ws.ensure_big_table()
     small = ["-c", 50, "-d", 16, "-n", n, "-a", ",".join(ws.small_users)]
     large = ["-c", 50, "-d", 16, "-n", n, "-a", ",".join(ws.big_sample)]
-    p, r, _, _ = alternate(rounds, rate_of(lambda: ws.porterd(big, "big"), "pipeline", large),
+    p, r = alternate(rounds, rate_of(lambda: ws.porterd(big, "big"), "pipeline", large),
                            rate_of(lambda: ws.porterd(ws.small_table, "scale"),
                                    "pipeline", small))
     table.add(f"VRFY, {BIG_TABLE:,}-entry vs 10-entry table", "replies/s",
@@ -364,7 +364,7 @@ def bench_smtp_source(ws, table, rounds, quick):
             return n / took
         return m
 
-    p, r, _, _ = alternate(rounds, measure(lambda: ws.porterd(ws.small_table, "smtp-source")),
+    p, r = alternate(rounds, measure(lambda: ws.porterd(ws.small_table, "smtp-source")),
                            measure(ws.limit))
     count_delivered(ws, n * rounds, "smtp-source")
     table.add("durable mail, Postfix smtp-source -d -s 20 -l 1024", "messages/s",

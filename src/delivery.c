@@ -628,11 +628,6 @@ static const char *esc(char *buf, const char *s)
 	return log_escape(buf, LOG_VALUE_MAX, s, strlen(s));
 }
 
-static const char *errno_text(int err, char *buf, size_t size)
-{
-	return str_errno(err, buf, size);
-}
-
 static void undo_name(const struct delivery_job *job, const struct rcpt *r,
 		      const char *sub)
 {
@@ -645,7 +640,7 @@ static void undo_name(const struct delivery_job *job, const struct rcpt *r,
 	/* ENOENT in new/: a reader took it to cur/; the client's retry
 	 * will make a duplicate, which SMTP allows. */
 	log_event(LOG_LEVEL_WARN, "event=delivery_undo_failed id=%s path=\"%s\" error=\"%s\"",
-		  esc(id, job->id), esc(p, path), errno_text(errno, why, sizeof(why)));
+		  esc(id, job->id), esc(p, path), str_errno(errno, why, sizeof(why)));
 }
 
 /*
@@ -705,7 +700,7 @@ static void log_failed(const struct delivery_job *job,
 		snprintf(why, sizeof(why), "%s: %s", e->what, e->where);
 	else
 		snprintf(why, sizeof(why), "%s %s: %s", e->what, e->where,
-			 errno_text(e->err, text, sizeof(text)));
+			 str_errno(e->err, text, sizeof(text)));
 	for (size_t i = 0; i < job->nrcpts; i++) {
 		const char *reason = i == e->rcpt ? why
 			: i < made ? "copy removed: another recipient failed"
@@ -785,6 +780,17 @@ static struct dir_use *dir_uses(const struct batch *b, size_t *n_r)
 
 /* Phase 3: fsync each new/ directory once; a failure fails every job
  * with a copy there. */
+/* Job j failed as e says, at recipient rcpt, unless it had failed before. */
+static void batch_fail(struct batch *b, size_t j, const struct job_error *e,
+		       size_t rcpt)
+{
+	if (b->failed[j])
+		return;
+	b->failed[j] = true;
+	b->errors[j] = *e;
+	b->errors[j].rcpt = rcpt;
+}
+
 static void batch_sync_dirs(struct batch *b)
 {
 	struct job_error e = { .err = 0 };
@@ -792,31 +798,20 @@ static void batch_sync_dirs(struct batch *b)
 	size_t n = 0;
 	struct dir_use *uses = dir_uses(b, &n);
 
+	if (uses == NULL) {	/* out of memory: nothing is known durable */
+		fail(&e, "fsync directory", "(no memory)", ENOMEM);
+		for (size_t j = 0; j < b->n; j++)
+			batch_fail(b, j, &e, 0);
+		return;
+	}
 	for (size_t k = 0; k < n; k++) {
-		bool ok;
-
 		if (k > 0 && strcmp(uses[k].dir, uses[k - 1].dir) == 0)
 			continue;
 		path_join(path, uses[k].dir, "new", NULL);
-		ok = fsync_dir(path, &e);
-		for (size_t m = k; !ok && m < n && strcmp(uses[m].dir, uses[k].dir) == 0; m++) {
-			size_t j = uses[m].job;
-
-			if (!b->failed[j]) {
-				b->failed[j] = true;
-				b->errors[j] = e;
-				b->errors[j].rcpt = uses[m].rcpt;
-			}
-		}
-	}
-	if (uses == NULL) {	/* out of memory: nothing is known durable */
-		for (size_t j = 0; j < b->n; j++) {
-			if (!b->failed[j]) {
-				b->failed[j] = true;
-				fail(&b->errors[j], "fsync directory", "(no memory)", ENOMEM);
-				b->errors[j].rcpt = 0;
-			}
-		}
+		if (fsync_dir(path, &e))
+			continue;
+		for (size_t m = k; m < n && strcmp(uses[m].dir, uses[k].dir) == 0; m++)
+			batch_fail(b, uses[m].job, &e, uses[m].rcpt);
 	}
 	free(uses);
 }
