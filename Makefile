@@ -33,12 +33,14 @@ OPTFLAGS  = -O2
 endif
 
 # Evaluated when a recipe runs, after .ci/deps has installed pkg-config files.
-EVENT_CFLAGS = $(shell pkg-config --cflags libevent)
-EVENT_LIBS   = $(shell pkg-config --libs libevent)
+# The directory backends' libraries (LMDB, libpq) and libsystemd's sd_notify.
+LIB_PKGS     = libevent lmdb libpq libsystemd
+LIB_CFLAGS   = $(shell pkg-config --cflags $(LIB_PKGS))
+LIBS         = $(shell pkg-config --libs $(LIB_PKGS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
-ALL_CFLAGS = $(BASEFLAGS) $(OPTFLAGS) $(EVENT_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(BASEFLAGS) $(OPTFLAGS) $(LIB_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(OPTFLAGS) -pthread $(LDFLAGS)
 
 LIB_SRCS  = $(filter-out src/main.c,$(wildcard src/*.c src/backends/*.c))
@@ -75,7 +77,7 @@ $(BUILD)/libporterd.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/porterd: $(BUILD)/obj/src/main.o $(BUILD)/libporterd.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(EVENT_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 # The installed binary reads /etc/porterd/porterd.conf by default.
 $(BUILD)/installed/main.o: src/main.c $(HEADERS)
@@ -83,12 +85,12 @@ $(BUILD)/installed/main.o: src/main.c $(HEADERS)
 	$(CC) $(ALL_CFLAGS) -DPORTERD_CONF_DEFAULT='"$(CONF_INSTALLED)"' -c -o $@ $<
 
 $(BUILD)/installed/porterd: $(BUILD)/installed/main.o $(BUILD)/libporterd.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(EVENT_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libporterd.a $(HEADERS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libporterd.a \
-		$(EVENT_LIBS) $(CHECK_LIBS) $(ALL_LDFLAGS)
+		$(LIBS) $(CHECK_LIBS) $(ALL_LDFLAGS)
 
 # The benchmark's load generator and reference responder: plain C, libc only.
 BENCH_BINS = $(BUILD)/bench/load $(BUILD)/bench/limit

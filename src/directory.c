@@ -605,9 +605,26 @@ static const struct backend_ops *const backends[] = {
 	&backend_table_ops,
 };
 
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+/* "table, aliases, ..." for the error naming an unknown backend. */
+static void backend_names(char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NBACKENDS && used < size; i++) {
+		int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+				 backends[i]->name);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
 static const struct backend_ops *backend_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+	for (size_t i = 0; i < NBACKENDS; i++)
 		if (strcmp(backends[i]->name, name) == 0)
 			return backends[i];
 	return NULL;
@@ -655,8 +672,11 @@ static int open_one(struct directory *dir, const struct config *cfg,
 	struct backend *be;
 
 	if (ops == NULL) {
-		snprintf(err, errsize, "%s:%u: directory: unknown backend '%s' (known: table)",
-			 cfg->path, cd->line, cd->type);
+		char known[256];
+
+		backend_names(known, sizeof(known));
+		snprintf(err, errsize, "%s:%u: directory: unknown backend '%s' (known: %s)",
+			 cfg->path, cd->line, cd->type, known);
 		return -1;
 	}
 	if (ops->open(cd->args, cfg->base_dir, &be, err, errsize) < 0) {
@@ -681,6 +701,18 @@ int directory_open(const struct config *cfg, struct directory **dir_r,
 		}
 	}
 	*dir_r = dir;
+	return 0;
+}
+
+int directory_attach(struct directory *dir, struct event_base *base,
+		     char *err, size_t errsize)
+{
+	for (size_t i = 0; i < dir->nchain; i++) {
+		const struct chain_link *l = &dir->chain[i];
+
+		if (l->ops->attach != NULL && l->ops->attach(l->be, base, err, errsize) < 0)
+			return -1;
+	}
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "porterd/config.h"
 #include "porterd/conn.h"
 #include "porterd/daemon.h"
+#include "porterd/directory.h"
 #include "porterd/delivery.h"
 #include "porterd/log.h"
 #include "porterd/ratelimit.h"
@@ -282,6 +283,10 @@ int server_new(struct event_base *base, struct config *cfg, int passed,
 	if (srv->accept_pause == NULL || srv->env.delivery == NULL ||
 	    srv->env.ratelimit == NULL) {
 		snprintf(err, errsize, "cannot start: out of memory or threads");
+		server_free(&srv);
+		return -1;
+	}
+	if (directory_attach(cfg->dir, base, err, errsize) < 0) {
 		server_free(&srv);
 		return -1;
 	}

@@ -58,6 +58,7 @@ struct dir_result {
 typedef void backend_done_fn(const struct dir_result *res, void *arg);
 
 struct backend;
+struct event_base;
 
 struct backend_ops {
 	const char *name;	/* the word after "directory" in porterd.conf */
@@ -70,11 +71,24 @@ struct backend_ops {
 	 */
 	int (*open)(const char *args, const char *base_dir,
 		    struct backend **be_r, char *err, size_t errsize);
+	/*
+	 * Optional (NULL for backends that answer at once): bind to the event
+	 * loop that will run every lookup; a network backend starts
+	 * connecting here, not in open, because open also runs for
+	 * `porterd -t` and to validate a reload away from the loop. Called
+	 * once, on the loop's thread, before the first lookup; lookup and
+	 * close then run on that thread only. Returns -1 with a message in
+	 * err when the backend cannot run at all.
+	 */
+	int (*attach)(struct backend *be, struct event_base *base,
+		      char *err, size_t errsize);
 	/* Answer q through done(res, arg), now or later, exactly once. */
 	void (*lookup)(struct backend *be, const struct dir_query *q,
 		       backend_done_fn *done, void *arg);
 	/* Number of entries, for the log line at load. */
 	size_t (*count)(const struct backend *be);
+	/* Release everything. A lookup still outstanding is answered
+	 * DIR_TEMPFAIL before close returns. */
 	void (*close)(struct backend **be);
 };
 

@@ -17,6 +17,7 @@
 #include "porterd/command.h"
 
 struct config;
+struct event_base;
 struct directory;
 struct dir_request;
 
@@ -69,6 +70,11 @@ int directory_open(const struct config *cfg, struct directory **dir_r,
 struct directory *directory_new(const struct config *cfg);
 void directory_append(struct directory *dir, const struct backend_ops *ops,
 		      struct backend *be);
+
+/* Bind every backend to the loop that will run the lookups (see
+ * backend_ops.attach); before the first lookup, on the loop's thread. */
+int directory_attach(struct directory *dir, struct event_base *base,
+		     char *err, size_t errsize);
 
 void directory_free(struct directory **dir);
 

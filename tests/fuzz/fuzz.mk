@@ -33,8 +33,8 @@ FUZZ_SANITIZE  = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_ALL_CFLAGS = $(FUZZ_SANITIZE) $(FUZZ_CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L \
                   -D_DEFAULT_SOURCE -Iinclude -pthread -Wall -Wextra \
-                  $(shell pkg-config --cflags libevent)
-FUZZ_LIBS      = $(shell pkg-config --libs libevent)
+                  $(LIB_CFLAGS)
+FUZZ_LIBS      = $(LIBS)
 
 # Every module but the program and the socket layer the harnesses stand in
 # for (conn.c, server.c), so a new module is picked up without an edit here.

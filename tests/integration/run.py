@@ -34,6 +34,7 @@ import ctypes
 import email.message
 import email.utils
 import grp
+import importlib
 import os
 import pwd
 import re
@@ -91,10 +92,12 @@ TABLE_ENTRIES = sum(1 for line in TABLE.splitlines()
 
 
 def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
-                extra=()):
+                extra=(), directories=None):
     """A config; extra is more directive lines (none given above: a
     directive given twice is an error; vrfy and expn, and the lifted
-    limits below, are left out when extra sets them)."""
+    limits below, are left out when extra sets them). directories, when
+    given, replaces the table line: the words after "directory", one
+    string a directive, in chain order."""
     given = {line.split()[0] for line in extra if line.strip()}
     lines = [f"# porterd integration test config, port {port}"]
     lines += [f"listen      {spec}" for spec in listen_specs(port, with_ipv6)]
@@ -102,9 +105,11 @@ def config_text(port, with_ipv6, table="directory.table", maildir="mail/%d/%u",
         f"hostname    {HOSTNAME}",
         "banner      porterd",
         "domains     example.test",
-        f"directory   table {table}",
         f"maildir     {maildir}",
     ]
+    if directories is None:
+        directories = [f"table {table}"]
+    lines += [f"directory   {d}" for d in directories]
     # Everything is told to the main daemon's clients; the policy tests
     # set vrfy and expn themselves.
     lines += [f"{key:11} {value}" for key, value in (("vrfy", "on"), ("expn", "on"))
@@ -293,18 +298,19 @@ class Context:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def start_daemon(self, name, nofile=None, extra=(), env=None):
+    def start_daemon(self, name, nofile=None, extra=(), env=None, directories=None):
         """Write NAME.conf on a free port, start porterd, wait until it
         greets. A port taken in the meantime is retried. Its mail goes
         to NAME-mail/<domain>/<local> (d.store); extra adds config lines,
-        env variables to its environment."""
+        env variables to its environment, directories replaces the
+        directory line (see config_text)."""
         last = ""
         for attempt in range(3):
             port = free_port(self.ipv6)
             conf = self.path(f"{name}.conf")
             with open(conf, "w") as f:
                 f.write(config_text(port, self.ipv6, maildir=f"{name}-mail/%d/%u",
-                                    extra=extra))
+                                    extra=extra, directories=directories))
             d = Daemon(self.binary, conf, self.path(f"{name}.log"), port)
             d.store = MailStore(self.path(f"{name}-mail"))
             daemon_owned_dir(d.store.root)
@@ -3384,6 +3390,8 @@ def main():
     ap.add_argument("--bench", help="the directory of the benchmark's load and limit "
                     "binaries, to test them too")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--only", metavar="REGEX",
+                    help="run only the tests whose names match (while working on them)")
     ap.add_argument("--no-ipv6", action="store_true",
                     help="listen on 127.0.0.1 only, as if IPv6 loopback did not work")
     args = ap.parse_args()
@@ -3395,7 +3403,7 @@ def main():
     # a SIGTERM to the runner still stops the daemons and removes the files
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     t0 = time.monotonic()
-    runner = Runner()
+    runner = Runner(args.only)
     ctx = Context(args)
     try:
         try:
@@ -3408,7 +3416,7 @@ def main():
         runner.run("sanitizers_clean", t_sanitizers_clean, ctx)
     finally:
         for d in ctx.daemons:
-            if d.proc is not None and d.proc.poll() is None:
+            if d.proc is not None and d.proc.poll() is None and not args.only:
                 runner.fail(os.path.basename(d.log_path), "still running at the end; killed")
         if args.keep:
             print(f"# kept {ctx.tmp}")
@@ -3519,8 +3527,21 @@ def run_all(ctx, runner):
     run_limits(ctx, runner)
     r("daemon_exits_0_on_sigterm", t_main_daemon_exit, ctx)
     r("small_daemon_exits_0", t_small_daemon_exit, ctx)
+    run_modules(ctx, runner)
     r("mail_ledger", t_mail_ledger, ctx)
     r("log_well_formed", t_main_log_well_formed, ctx)
+
+
+def run_modules(ctx, runner):
+    """The tests kept in modules of their own, tests/integration/t_*.py,
+    in name order: each has run(ctx, runner, base), base being this
+    module (its helpers: session, quit_session, config_text, ...)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    base = sys.modules[__name__]
+    for fname in sorted(os.listdir(here)):
+        if fname.startswith("t_") and fname.endswith(".py"):
+            mod = importlib.import_module(fname[:-3])
+            mod.run(ctx, runner, base)
 
 
 if __name__ == "__main__":

@@ -267,7 +267,8 @@ static void fixed_close(struct backend **be)
 }
 
 static const struct backend_ops fixed_ops = {
-	"fixed", NULL, fixed_lookup, fixed_count, fixed_close,
+	.name = "fixed", .lookup = fixed_lookup, .count = fixed_count,
+	.close = fixed_close,
 };
 
 static struct backend first, second;

@@ -464,7 +464,8 @@ static void late_close(struct backend **be)
 }
 
 static const struct backend_ops late_ops = {
-	"late", late_open, late_lookup, late_count, late_close,
+	.name = "late", .open = late_open, .lookup = late_lookup,
+	.count = late_count, .close = late_close,
 };
 
 /* Put the late backend in front of the fixture table. */
