@@ -11,8 +11,8 @@ belong to this machine only.
 
     python3 bench/run.py [--rounds N] [--only MODE[,MODE...]] [--quick]
 
-Modes: session, pipeline, idle, mail, scale (and smtp-source when Postfix's
-smtp-source is installed). Talks to 127.0.0.1 only; every server it starts
+Modes: session, pipeline, idle, mail, scale, reload (and smtp-source when
+Postfix's smtp-source is installed). Talks to 127.0.0.1 only; every server it starts
 is stopped by PID; every load run is bounded by count and by time.
 """
 import argparse
@@ -333,6 +333,69 @@ def bench_scale(ws, table, rounds, quick):
               fmt(p), fmt(r), f"{p / r:.2f}", ">= 0.90", p / r >= 0.90)
 
 
+def reload_lines(log_path):
+    with open(log_path, "rb") as f:
+        return f.read().count(b"event=reload ")
+
+
+def load_with_reloads(srv, log_path, args, hup_every, reload_secs):
+    """A pipelined VRFY load; with hup_every, a SIGHUP that often while it
+    runs (each waiting for the last reload to be in force). Returns the
+    load's longest reply wait in ms; appends each reload's duration."""
+    proc = subprocess.Popen([LOAD, "pipeline", "-p", str(srv.port), "-t", str(RUN_TIMEOUT)]
+                            + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + RUN_TIMEOUT + 30
+    try:
+        while hup_every and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(hup_every)
+            done = reload_lines(log_path)
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGHUP)
+            while reload_lines(log_path) == done:
+                if time.monotonic() > t0 + READY_TIMEOUT or srv.proc.poll() is not None:
+                    raise BenchError(f"no reload within {READY_TIMEOUT} s")
+                time.sleep(0.005)
+            reload_secs.append(time.monotonic() - t0)
+        out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = parse_result(out)
+    if proc.returncode != 0:
+        raise BenchError(f"load pipeline failed (exit {proc.returncode}): {out} {err[:500]}")
+    return float(result["max_ms"])
+
+
+def bench_reload(ws, table, rounds, quick):
+    """The longest a client waits for a reply while the 1,000,000-entry
+    table is reloaded (SIGHUP every second), against the same load with
+    no reload: the load runs on a thread of its own, so the loop never
+    stops answering."""
+    n = 1000000 if quick else 3000000
+    big = ws.ensure_big_table()
+    args = ["-c", 50, "-d", 16, "-n", n, "-a", ",".join(ws.big_sample)]
+    secs = []
+
+    def measure(hup_every):
+        def m():
+            srv = ws.porterd(big, "reload")
+            with srv:
+                log_path = srv.log.name
+                return load_with_reloads(srv, log_path, args, hup_every, secs)
+        return m
+    p, r = alternate(rounds, measure(1.0), measure(0))
+    if not secs:
+        raise BenchError("the load ended before the first reload")
+    print(f"  {len(secs)} reloads of {BIG_TABLE:,} entries, each in force after "
+          f"{statistics.median(secs) * 1000:,.0f} ms (median; longest "
+          f"{max(secs) * 1000:,.0f} ms)", flush=True)
+    table.add(f"longest reply wait, {BIG_TABLE:,}-entry table reloaded each second",
+              "ms", f"{p:.1f}", f"{r:.1f} (no reload)", f"{p / r:.2f}",
+              "< half a reload", p < statistics.median(secs) * 1000 / 2)
+
+
 def smtp_source_binary():
     """Postfix's smtp-source: $SMTP_SOURCE, else on PATH or in /usr/sbin."""
     for candidate in (os.environ.get("SMTP_SOURCE"), shutil.which("smtp-source"),
@@ -421,6 +484,7 @@ MODES = {
     "idle": bench_idle,
     "mail": bench_mail,
     "scale": bench_scale,
+    "reload": bench_reload,
     "smtp-source": bench_smtp_source,
 }
 

@@ -826,6 +826,11 @@ static bool parse_seconds(const char *value, uint64_t *secs_r)
 	return true;
 }
 
+bool config_parse_seconds(const char *value, uint64_t *secs_r)
+{
+	return parse_seconds(value, secs_r);
+}
+
 static int apply_time(struct parse *p, const struct config_key *k, char *value)
 {
 	uint64_t *slot = config_field(p->cfg, k->field);
@@ -1328,6 +1333,47 @@ int config_load(const char *path, struct config **cfg_r,
 	}
 	*cfg_r = cfg;
 	return 0;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static bool same_listen(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i], b->listen[i]) != 0)
+			return false;
+	return true;
+}
+
+static void name_add(char *buf, size_t size, const char *name)
+{
+	size_t used = strlen(buf);
+
+	snprintf(buf + used, size - used, "%s%s", used > 0 ? " " : "", name);
+}
+
+void config_restart_only_changes(const struct config *old,
+				 const struct config *new_cfg,
+				 char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (!same_listen(old, new_cfg))
+		name_add(buf, size, "listen");
+	if (!same_text(old->user, new_cfg->user))
+		name_add(buf, size, "user");
+	if (!same_text(old->group, new_cfg->group))
+		name_add(buf, size, "group");
+	if (!same_text(old->chroot_dir, new_cfg->chroot_dir))
+		name_add(buf, size, "chroot");
+	if (!same_text(old->pidfile, new_cfg->pidfile))
+		name_add(buf, size, "pidfile");
+	if (old->log != new_cfg->log)
+		name_add(buf, size, "log");
 }
 
 struct config *config_ref(struct config *cfg)

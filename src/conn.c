@@ -274,7 +274,7 @@ static bool conn_flush(struct conn *c)
  */
 static void conn_set_timer(struct conn *c)
 {
-	const struct config *cfg = server_config(c->srv);
+	const struct config *cfg = session_config(c->session);
 	unsigned delay = session_delay_ms(c->session);
 	struct timeval tv;
 

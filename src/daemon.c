@@ -26,6 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "porterd/config.h"
 #include "porterd/log.h"
 #include "porterd/strutil.h"
@@ -601,4 +605,31 @@ void daemon_ready(struct daemon_ready *ready)
 	}
 	close(ready->fd);
 	ready->fd = -1;
+}
+
+/* ---- systemd notification ------------------------------------------- */
+
+void daemon_notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	int rc = sd_notify(0, state);
+
+	if (rc < 0)
+		log_event(LOG_LEVEL_WARN, "event=notify_failed error=\"%s\"", strerror(-rc));
+#else
+	(void)state;
+#endif
+}
+
+/* systemd 253's Type=notify-reload wants the time the reload began. */
+void daemon_notify_reloading(void)
+{
+	struct timespec ts;
+	char state[96];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+		 (unsigned long long)ts.tv_sec * 1000000ULL +
+		 (unsigned long long)ts.tv_nsec / 1000);
+	daemon_notify(state);
 }

@@ -81,6 +81,7 @@ struct delivery_job {
 	size_t return_len;
 	char *header, *body;
 	size_t header_len, body_len;
+	char *template;		/* NULL: the delivery's own */
 	struct rcpt *rcpts;
 	size_t nrcpts, rcpts_cap;
 	delivery_done_fn *done;
@@ -243,6 +244,19 @@ void delivery_job_set_body(struct delivery_job *job, char *body, size_t len)
 	job->body_len = len;
 }
 
+static bool template_is_valid(const char *t);
+
+bool delivery_job_set_maildir(struct delivery_job *job, const char *template)
+{
+	char *copy;
+
+	if (!template_is_valid(template) || (copy = strdup(template)) == NULL)
+		return false;
+	free(job->template);
+	job->template = copy;
+	return true;
+}
+
 void delivery_job_free(struct delivery_job **jobp)
 {
 	struct delivery_job *job = *jobp;
@@ -257,6 +271,7 @@ void delivery_job_free(struct delivery_job **jobp)
 		free(job->rcpts[i].dir);
 	}
 	free(job->rcpts);
+	free(job->template);
 	free(job->id);
 	free(job->return_line);
 	free(job->header);
@@ -303,8 +318,7 @@ static size_t template_piece(const char *t, const struct rcpt *r,
 	return 2;
 }
 
-static bool rcpt_expand(const struct delivery *d, struct rcpt *r,
-			struct job_error *e)
+static bool rcpt_expand(const char *template, struct rcpt *r, struct job_error *e)
 {
 	char buf[PATH_MAX];
 	size_t len = 0;
@@ -314,12 +328,12 @@ static bool rcpt_expand(const struct delivery *d, struct rcpt *r,
 	if (!value_is_safe(r->domain))
 		return fail(e, "unsafe domain", r->domain, 0);
 	buf[0] = '\0';
-	for (const char *t = d->template; *t != '\0';) {
+	for (const char *t = template; *t != '\0';) {
 		const char *v;
 		size_t n, used = template_piece(t, r, &v, &n);
 
 		if (!append(buf, sizeof(buf), &len, v, n, v != t))
-			return fail(e, "expand", d->template, ENAMETOOLONG);
+			return fail(e, "expand", template, ENAMETOOLONG);
 		t += used;
 	}
 	while (len > 1 && buf[len - 1] == '/')
@@ -716,7 +730,8 @@ static bool expand_all(const struct delivery *d, struct delivery_job *job,
 		       struct job_error *e)
 {
 	for (e->rcpt = 0; e->rcpt < job->nrcpts; e->rcpt++)
-		if (!rcpt_expand(d, &job->rcpts[e->rcpt], e))
+		if (!rcpt_expand(job->template != NULL ? job->template : d->template,
+				 &job->rcpts[e->rcpt], e))
 			return false;
 	return true;
 }

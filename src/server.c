@@ -67,11 +67,6 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-const struct config *server_config(const struct server *srv)
-{
-	return srv->cfg;
-}
-
 static struct per_ip **per_ip_find(struct server *srv, const char *addr)
 {
 	struct per_ip **pp = &srv->per_ip[str_hash_nocase(addr, strlen(addr)) % PER_IP_BUCKETS];
@@ -262,6 +257,20 @@ static int adopt_one(struct server *srv, evutil_socket_t fd, char *err, size_t e
 	return 0;
 }
 
+static bool same_rate_limits(const struct config *a, const struct config *b)
+{
+	return a->vrfy_rate.count == b->vrfy_rate.count &&
+	       a->vrfy_rate.period == b->vrfy_rate.period &&
+	       a->rate_table_size == b->rate_table_size &&
+	       a->rate_ipv6_prefix == b->rate_ipv6_prefix;
+}
+
+static struct ratelimit *ratelimit_for(const struct config *cfg)
+{
+	return ratelimit_new((unsigned)cfg->vrfy_rate.count, (unsigned)cfg->vrfy_rate.period,
+			     (size_t)cfg->rate_table_size, (unsigned)cfg->rate_ipv6_prefix);
+}
+
 int server_new(struct event_base *base, struct config *cfg, int passed,
 	       struct server **srv_r, char *err, size_t errsize)
 {
@@ -275,10 +284,7 @@ int server_new(struct event_base *base, struct config *cfg, int passed,
 	srv->cfg = config_ref(cfg);
 	srv->accept_pause = evtimer_new(base, accept_resume_cb, srv);
 	srv->env.delivery = delivery_new(base, cfg->maildir, DELIVERY_WORKERS);
-	srv->env.ratelimit = ratelimit_new((unsigned)cfg->vrfy_rate.count,
-					   (unsigned)cfg->vrfy_rate.period,
-					   (size_t)cfg->rate_table_size,
-					   (unsigned)cfg->rate_ipv6_prefix);
+	srv->env.ratelimit = ratelimit_for(cfg);
 	srv->env.now_ms = monotonic_ms;
 	if (srv->accept_pause == NULL || srv->env.delivery == NULL ||
 	    srv->env.ratelimit == NULL) {
@@ -303,6 +309,33 @@ int server_new(struct event_base *base, struct config *cfg, int passed,
 		}
 	}
 	*srv_r = srv;
+	return 0;
+}
+
+int server_reload(struct server *srv, struct config *cfg, char *err, size_t errsize)
+{
+	struct ratelimit *rl = NULL;
+	char kept[128];
+
+	if (directory_attach(cfg->dir, srv->base, err, errsize) < 0)
+		return -1;
+	/* New limits start with full budgets; unchanged ones keep theirs.
+	 * Sessions reach the limiter through env at each use, so none holds
+	 * the old one. */
+	if (!same_rate_limits(srv->cfg, cfg) && (rl = ratelimit_for(cfg)) == NULL) {
+		snprintf(err, errsize, "out of memory for the rate table");
+		return -1;
+	}
+	if (rl != NULL) {
+		ratelimit_free(&srv->env.ratelimit);
+		srv->env.ratelimit = rl;
+	}
+	config_restart_only_changes(srv->cfg, cfg, kept, sizeof(kept));
+	if (kept[0] != '\0')
+		log_event(LOG_LEVEL_WARN, "event=reload_kept directives=\"%s\" "
+			  "reason=\"a restart applies them\"", kept);
+	config_unref(&srv->cfg);
+	srv->cfg = config_ref(cfg);
 	return 0;
 }
 

@@ -170,6 +170,11 @@ static const char *hostname(const struct session *s)
 	return s->cfg->hostname;
 }
 
+const struct config *session_config(const struct session *s)
+{
+	return s->cfg;
+}
+
 /* The directory of the config this session started with. */
 static struct directory *session_directory(const struct session *s)
 {
@@ -1087,8 +1092,10 @@ static struct delivery_job *build_job(struct session *s)
 		snprintf(return_path, sizeof(return_path), "%s@%s", tx->from.local,
 			 tx->from.domain);
 	job = delivery_job_new(tx->id, return_path);
-	if (job == NULL)
+	if (job == NULL || !delivery_job_set_maildir(job, s->cfg->maildir)) {
+		delivery_job_free(&job);
 		return NULL;
+	}
 	hlen = format_received(s, received, sizeof(received));
 	for (size_t i = 0; i < tx->nrcpts; i++) {
 		if (!delivery_job_add_rcpt(job, tx->rcpts[i].local, tx->rcpts[i].domain)) {

@@ -104,11 +104,26 @@ int config_parse(const char *text, size_t len, const char *path,
 int config_load(const char *path, struct config **cfg_r,
 		char *err, size_t errsize);
 
+/*
+ * The directives a running porterd cannot take from a reloaded file, as
+ * they were applied before it dropped root (listen, user, group, chroot,
+ * pidfile, log): the names of those that differ between old and new,
+ * space-separated, in buf; "" when none do.
+ */
+void config_restart_only_changes(const struct config *old,
+				 const struct config *new_cfg,
+				 char *buf, size_t size);
+
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config **cfg);
 
 const char *config_vrfy_name(enum vrfy_mode mode);
 const char *config_expn_name(enum expn_mode mode);
 const char *config_log_name(enum config_log log);	/* "" for AUTO */
+
+/* A time as porterd.conf writes one: digits with an optional s, m or h,
+ * in seconds. False when value is not one. Backends read their own time
+ * parameters with it, so every time in the file reads alike. */
+bool config_parse_seconds(const char *value, uint64_t *secs_r);
 
 #endif

@@ -111,6 +111,15 @@ struct daemon_ready {
 #define DAEMON_READY_FOREGROUND { .fd = -1, .null_fd = -1 }
 
 /*
+ * Tell systemd (Type=notify) about the daemon's state: "READY=1" once it
+ * serves, "RELOADING=1" while a SIGHUP's load runs, "STOPPING=1", with a
+ * STATUS= line for `systemctl status`. Nothing happens when NOTIFY_SOCKET
+ * is not set, or when porterd was built without libsystemd.
+ */
+void daemon_notify(const char *state);
+void daemon_notify_reloading(void);
+
+/*
  * Detach (-d): fork, setsid, fork again, chdir("/"), stdin and stdout to
  * /dev/null. Returns 0 in the daemon, whose stderr is still the caller's
  * so start errors are seen. The invoking process never returns: it waits

@@ -61,6 +61,10 @@ bool delivery_job_add_rcpt(struct delivery_job *job, const char *local,
 bool delivery_job_set_header(struct delivery_job *job, const char *text,
 			     size_t len);
 void delivery_job_set_body(struct delivery_job *job, char *body, size_t len);
+/* The Maildir template for this job instead of delivery_new()'s (a
+ * session keeps the config it began with across a reload); copied.
+ * Returns false for an invalid template or out of memory. */
+bool delivery_job_set_maildir(struct delivery_job *job, const char *template);
 void delivery_job_free(struct delivery_job **job);
 
 /*

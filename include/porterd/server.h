@@ -26,13 +26,19 @@ int server_new(struct event_base *base, struct config *cfg, int passed,
  * loop exits once the last connection has closed (or after a grace). */
 void server_shutdown(struct server *srv);
 
+/*
+ * Serve new sessions with cfg (a validated config from a reload) from now
+ * on; open sessions keep the config they began with. Its directory is
+ * attached to the loop here; on failure the old config stays and -1 is
+ * returned with err. Directives only a restart can apply keep their
+ * running values, with a warning in the log.
+ */
+int server_reload(struct server *srv, struct config *cfg, char *err, size_t errsize);
+
 /* Close every connection and listener. */
 void server_free(struct server **srv);
 
 struct event_base *server_base(const struct server *srv);
-
-/* The config connections are served with. */
-const struct config *server_config(const struct server *srv);
 
 /* Called by conn.c when a connection from client_addr (NULL: one that
  * never got a session) closes, then once it is freed. */

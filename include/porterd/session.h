@@ -52,6 +52,9 @@ struct session_env {
 struct session *session_new(struct config *cfg, const struct session_env *env,
 			    const char *client_addr,
 			    const struct session_io *io);
+
+/* The config the session began with; it keeps it to its end. */
+const struct config *session_config(const struct session *s);
 void session_free(struct session **s);
 
 /* The client's printable address, for log lines. */

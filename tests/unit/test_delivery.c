@@ -287,6 +287,34 @@ START_TEST(test_one_rcpt)
 }
 END_TEST
 
+/* A job's own Maildir template wins over the delivery's (a session keeps
+ * the maildir of the config it began with across a reload). */
+START_TEST(test_job_own_maildir)
+{
+	static const char *const rcpts[] = { "jones@example.test", NULL };
+	char *root = new_root(), tpl[PATH_MAX], own[PATH_MAX], dir[PATH_MAX];
+	struct delivery *d;
+	struct delivery_job *job;
+	struct outcome o = { .calls = 0 };
+
+	snprintf(tpl, sizeof(tpl), "%s/default/%%u", root);
+	snprintf(own, sizeof(own), "%s/own/%%d/%%u", root);
+	d = delivery_new(NULL, tpl, 0);
+	ck_assert_ptr_nonnull(d);
+	job = make_job("T1", "a@b.example", rcpts, 0);
+	ck_assert(!delivery_job_set_maildir(job, "/x/%U"));
+	ck_assert(!delivery_job_set_maildir(job, ""));
+	ck_assert(delivery_job_set_maildir(job, own));
+	ck_assert_ptr_null(delivery_submit(d, job, on_done, &o));
+	ck_assert_int_eq(o.st, DELIVERY_OK);
+	snprintf(dir, sizeof(dir), "%s/own/example.test/jones", root);
+	assert_one_message(dir, FROM_LINE HEADER BODY);
+	ck_assert_int_eq(count_files(root, false), 1);
+	delivery_free(&d);
+	root_done(root);
+}
+END_TEST
+
 START_TEST(test_null_return_path)
 {
 	static const char *const rcpts[] = { "jones@example.test", NULL };
@@ -687,6 +715,7 @@ static Suite *delivery_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_one_rcpt);
 	tcase_add_test(tc, test_null_return_path);
+	tcase_add_test(tc, test_job_own_maildir);
 	tcase_add_test(tc, test_two_maildirs);
 	tcase_add_test(tc, test_template_percent_and_fixed_part);
 	tcase_add_loop_test(tc, test_unsafe_address, 0,
