@@ -33,9 +33,11 @@ OPTFLAGS  = -O2
 endif
 
 # Evaluated when a recipe runs, after .ci/deps has installed pkg-config files.
-# The directory backends' libraries (LMDB, libpq) and libsystemd's sd_notify.
-LIB_PKGS     = libevent lmdb libpq libsystemd
-LIB_CFLAGS   = $(shell pkg-config --cflags $(LIB_PKGS))
+# The directory backends' libraries (LMDB, libpq), and libsystemd for
+# sd_notify when it is there (the installed unit is then Type=notify).
+HAVE_SYSTEMD = $(shell pkg-config --exists libsystemd && echo yes)
+LIB_PKGS     = libevent lmdb libpq $(if $(HAVE_SYSTEMD),libsystemd)
+LIB_CFLAGS   = $(shell pkg-config --cflags $(LIB_PKGS)) $(if $(HAVE_SYSTEMD),-DHAVE_LIBSYSTEMD)
 LIBS         = $(shell pkg-config --libs $(LIB_PKGS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
@@ -43,7 +45,7 @@ CHECK_LIBS   = $(shell pkg-config --libs check)
 ALL_CFLAGS = $(BASEFLAGS) $(OPTFLAGS) $(LIB_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(OPTFLAGS) -pthread $(LDFLAGS)
 
-LIB_SRCS  = $(filter-out src/main.c,$(wildcard src/*.c src/backends/*.c))
+LIB_SRCS  = $(filter-out src/main.c src/makemap_main.c,$(wildcard src/*.c src/backends/*.c))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -66,7 +68,7 @@ deps-build:
 deps-test:
 	@$(DEPS) test
 
-build: $(BUILD)/porterd
+build: $(BUILD)/porterd $(BUILD)/porterd-makemap
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -77,6 +79,10 @@ $(BUILD)/libporterd.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/porterd: $(BUILD)/obj/src/main.o $(BUILD)/libporterd.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Compiles a table file into the map the lmdb backend reads.
+$(BUILD)/porterd-makemap: $(BUILD)/obj/src/makemap_main.o $(BUILD)/libporterd.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 # The installed binary reads /etc/porterd/porterd.conf by default.
@@ -99,7 +105,12 @@ $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(OPTFLAGS) $(CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
-bench-tools: $(BENCH_BINS)
+# Times lookups in an LMDB map through the lmdb backend itself.
+$(BUILD)/bench/maplookup: bench/maplookup.c $(BUILD)/libporterd.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libporterd.a $(LIBS) $(ALL_LDFLAGS)
+
+bench-tools: $(BENCH_BINS) $(BUILD)/bench/maplookup
 
 bench: all
 	@$(MAKE) --no-print-directory $(BUILD)/porterd $(BENCH_BINS)
@@ -129,7 +140,7 @@ unit: $(UNIT_BINS)
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$$t; \
 	done
 
-integration: $(BUILD)/porterd $(BENCH_BINS)
+integration: $(BUILD)/porterd $(BUILD)/porterd-makemap $(BENCH_BINS)
 	python3 tests/integration/run.py --porterd $(BUILD)/porterd --bench $(BUILD)/bench \
 		--make-vars "BUILD=$(BUILD) SANITIZE=$(SANITIZE)"
 
@@ -137,7 +148,9 @@ install: all $(BUILD)/installed/porterd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(SYSCONFDIR)/porterd $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BUILD)/installed/porterd $(DESTDIR)$(SBINDIR)/porterd
+	install -m 755 $(BUILD)/porterd-makemap $(DESTDIR)$(SBINDIR)/porterd-makemap
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONF@|$(CONF_INSTALLED)|g' \
+		-e 's|@TYPE@|$(if $(HAVE_SYSTEMD),notify,simple)|g' \
 		conf/porterd.service.in > $(DESTDIR)$(UNITDIR)/porterd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/porterd.service
 	install -m 644 conf/porterd.socket $(DESTDIR)$(UNITDIR)/porterd.socket
@@ -147,17 +160,22 @@ install: all $(BUILD)/installed/porterd
 		useradd --system --user-group --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin --comment "porterd ESMTP server" porterd; \
 	fi
+	@# The installed config's Maildir root, porterd's own (Debian's
+	@# /var/mail itself is root:mail).
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && [ ! -d /var/mail/vhosts ]; then \
+		echo "install -d -o porterd -g porterd -m 750 /var/mail/vhosts"; \
+		install -d -o porterd -g porterd -m 750 /var/mail/vhosts; \
+	fi
 	install -m 644 man/porterd.8 $(DESTDIR)$(MANDIR)/man8/porterd.8
 	install -m 644 man/porterd.conf.5 $(DESTDIR)$(MANDIR)/man5/porterd.conf.5
 	install -m 644 man/porterd.table.5 $(DESTDIR)$(MANDIR)/man5/porterd.table.5
+	install -m 644 man/porterd-makemap.8 $(DESTDIR)$(MANDIR)/man8/porterd-makemap.8
 	@# An administrator's configuration is never overwritten.
 	@for f in porterd.conf example.table; do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/porterd/$$f ]; then \
 			echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/porterd/$$f"; \
 		else \
-			sed -e 's|^maildir .*|maildir     /var/mail/%d/%u|' \
-				-e '/^user  *nobody$$/d' -e '/^group  *nogroup$$/d' conf/$$f \
-				> $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
+			sed -f conf/install.sed conf/$$f > $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
 			chmod 644 $(DESTDIR)$(SYSCONFDIR)/porterd/$$f; \
 		fi; \
 	done

@@ -11,6 +11,11 @@
  * recursion, so a long list of synchronous answers cannot grow the C stack.
  * Requests and their scratch space are recycled through a free list, so
  * the steady state allocates nothing.
+ *
+ * A link may have an answer cache (dircache.c) in front of its backend,
+ * asked for by cache_ parameters on its `directory` line, which are taken
+ * out before the backend sees the line. A link without one pays a single
+ * branch for it.
  */
 #include "porterd/directory.h"
 
@@ -19,6 +24,7 @@
 #include <string.h>
 
 #include "porterd/config.h"
+#include "porterd/dircache.h"
 #include "porterd/log.h"
 #include "porterd/strutil.h"
 
@@ -30,6 +36,7 @@ static void request_run(struct dir_request *r);
 struct chain_link {
 	const struct backend_ops *ops;
 	struct backend *be;
+	struct dircache *cache;	/* NULL: every question goes to be */
 };
 
 struct directory {
@@ -38,6 +45,7 @@ struct directory {
 	size_t nchain;
 	struct dir_request *free_list;
 	struct dir_request *all;	/* every request ever made, for free */
+	bool attached;		/* it served: its caches report when freed */
 };
 
 enum request_mode { MODE_LOOKUP, MODE_EXPAND };
@@ -256,6 +264,8 @@ static bool query_set(struct dir_request *r, const char *local, size_t locallen,
 	r->q.local = r->local;
 	r->q.address = NULL;
 	r->q.by_name = by_name;
+	r->q.domains = (const char *const *)cfg->domains;
+	r->q.ndomains = cfg->ndomains;
 	r->domain = cfg->ndomains > 0 ? cfg->domains[0] : NULL;
 	if (domain != NULL) {
 		if (locallen + 1 + domainlen >= sizeof(r->address) ||
@@ -310,6 +320,39 @@ static void on_backend_answer(const struct dir_result *res, void *arg)
 	r->state = ST_GOT;
 	if (!r->running)
 		request_run(r);
+}
+
+/* The backend of a cached link answered: keep what may be kept. The link
+ * asked is still r->link, which moves on only after this answer. */
+static void on_cacheable_answer(const struct dir_result *res, void *arg)
+{
+	struct dir_request *r = arg;
+
+	dircache_put(r->dir->chain[r->link].cache, &r->q, res);
+	on_backend_answer(res, r);
+}
+
+/* Out of line, so that the walk's frame stays as lean for a link
+ * without a cache as it was before caches. */
+static __attribute__((noinline)) void ask_cached(struct dir_request *r,
+						 const struct chain_link *l)
+{
+	struct dir_result hit;
+
+	if (dircache_get(l->cache, &r->q, &hit))
+		on_backend_answer(&hit, r);	/* copied before any other put */
+	else
+		l->ops->lookup(l->be, &r->q, on_cacheable_answer, r);
+}
+
+/* Put r's query to link l; the answer may come now or later. */
+static void ask_link(struct dir_request *r, const struct chain_link *l)
+{
+	r->state = ST_WAIT;
+	if (l->cache == NULL)
+		l->ops->lookup(l->be, &r->q, on_backend_answer, r);
+	else
+		ask_cached(r, l);
 }
 
 /* --- lookup ---------------------------------------------------------------- */
@@ -519,8 +562,7 @@ static void request_run(struct dir_request *r)
 				r->res.key = NO_STRING;
 				r->state = ST_GOT;
 			} else {
-				r->state = ST_WAIT;
-				l->ops->lookup(l->be, &r->q, on_backend_answer, r);
+				ask_link(r, l);
 				if (r->state == ST_WAIT) {
 					r->running = false;
 					return;	/* it answers later */
@@ -603,6 +645,10 @@ void directory_cancel(struct dir_request *req)
 
 static const struct backend_ops *const backends[] = {
 	&backend_table_ops,
+	&backend_aliases_ops,
+	&backend_lmdb_ops,
+	&backend_passwd_ops,
+	&backend_pgsql_ops,
 };
 
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -643,11 +689,23 @@ struct directory *directory_new(const struct config *cfg)
 void directory_append(struct directory *dir, const struct backend_ops *ops,
 		      struct backend *be)
 {
+	directory_append_cached(dir, ops, be, NULL);
+}
+
+void directory_append_cached(struct directory *dir, const struct backend_ops *ops,
+			     struct backend *be, const struct dircache_params *cache)
+{
 	if (dir->nchain == CONFIG_DIRECTORIES_MAX)
 		abort();	/* config.c enforces the bound */
 	dir->chain[dir->nchain].ops = ops;
 	dir->chain[dir->nchain].be = be;
+	dir->chain[dir->nchain].cache = cache != NULL ? dircache_new(cache) : NULL;
 	dir->nchain++;
+}
+
+const struct dircache *directory_cache(const struct directory *dir, size_t link)
+{
+	return link < dir->nchain ? dir->chain[link].cache : NULL;
 }
 
 /* An error in the directive's own arguments ("table: expected one PATH")
@@ -665,11 +723,39 @@ static void locate_args_error(const struct config *cfg,
 	snprintf(err, errsize, "%s:%u: directory %s", cfg->path, cd->line, msg);
 }
 
+/* Open the backend of cd with the cache's words taken out of its line.
+ * Returns 1 when the line asks for a cache (its parameters in cache_r),
+ * 0 when not, -1 with a message in err. */
+static int open_backend(const struct backend_ops *ops, const struct config *cfg,
+			const struct config_directory *cd, struct backend **be_r,
+			struct dircache_params *cache_r, char *err, size_t errsize)
+{
+	size_t size = strlen(cd->args) + 1;
+	char *args = malloc(size), msg[512];
+	int cached;
+
+	if (args == NULL)
+		abort();
+	cached = dircache_take_params(cd->args, args, size, cache_r, err, errsize);
+	if (cached < 0) {
+		str_copy(msg, sizeof(msg), err, strlen(err));
+		snprintf(err, errsize, "%s:%u: directory %s: %s", cfg->path, cd->line,
+			 ops->name, msg);
+	} else if (ops->open(args, cfg->base_dir, be_r, err, errsize) < 0) {
+		locate_args_error(cfg, cd, ops->name, err, errsize);
+		cached = -1;
+	}
+	free(args);
+	return cached;
+}
+
 static int open_one(struct directory *dir, const struct config *cfg,
 		    const struct config_directory *cd, char *err, size_t errsize)
 {
 	const struct backend_ops *ops = backend_find(cd->type);
-	struct backend *be;
+	struct dircache_params cache;
+	struct backend *be = NULL;
+	int cached;
 
 	if (ops == NULL) {
 		char known[256];
@@ -679,11 +765,10 @@ static int open_one(struct directory *dir, const struct config *cfg,
 			 cfg->path, cd->line, cd->type, known);
 		return -1;
 	}
-	if (ops->open(cd->args, cfg->base_dir, &be, err, errsize) < 0) {
-		locate_args_error(cfg, cd, ops->name, err, errsize);
+	cached = open_backend(ops, cfg, cd, &be, &cache, err, errsize);
+	if (cached < 0)
 		return -1;
-	}
-	directory_append(dir, ops, be);
+	directory_append_cached(dir, ops, be, cached ? &cache : NULL);
 	log_event(LOG_LEVEL_INFO, "event=directory_open backend=%s entries=%zu",
 		  ops->name, ops->count(be));
 	return 0;
@@ -713,7 +798,26 @@ int directory_attach(struct directory *dir, struct event_base *base,
 		if (l->ops->attach != NULL && l->ops->attach(l->be, base, err, errsize) < 0)
 			return -1;
 	}
+	dir->attached = true;
 	return 0;
+}
+
+/* What the cache of link l (position i) did, then the cache itself. A
+ * directory that never served (porterd -t, a reload refused) says
+ * nothing. */
+static void cache_release(struct chain_link *l, size_t i, bool served)
+{
+	struct dircache_stats st;
+
+	if (l->cache == NULL)
+		return;
+	dircache_stats(l->cache, &st);
+	if (served)
+		log_event(LOG_LEVEL_INFO, "event=directory_cache backend=%s hits=%llu "
+			  "misses=%llu entries=%zu position=%zu", l->ops->name,
+			  (unsigned long long)st.hits, (unsigned long long)st.misses,
+			  st.entries, i + 1);
+	dircache_free(&l->cache);
 }
 
 void directory_free(struct directory **dirp)
@@ -724,6 +828,10 @@ void directory_free(struct directory **dirp)
 		return;
 	for (size_t i = 0; i < dir->nchain; i++)
 		dir->chain[i].ops->close(&dir->chain[i].be);
+	/* After the backends: a lookup they answer as they close may reach
+	 * its cache. */
+	for (size_t i = 0; i < dir->nchain; i++)
+		cache_release(&dir->chain[i], i, dir->attached);
 	while (dir->all != NULL) {
 		struct dir_request *r = dir->all;
 		dir->all = r->next_all;

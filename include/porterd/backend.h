@@ -32,11 +32,16 @@ enum dir_status {
  *   local    the local part, or the client's whole text for a bare name
  *   by_name  true when free-text matching on full names is allowed (the
  *            client gave no domain); the key is tried first, names second
+ *   domains  the local domains (ndomains, lowercase); the first is a bare
+ *            name's. A backend that keys on (local part, domain) or tells
+ *            a remote list member from a local one needs them.
  */
 struct dir_query {
 	const char *address;
 	const char *local;
 	bool by_name;
+	const char *const *domains;
+	size_t ndomains;
 };
 
 /*
@@ -94,5 +99,9 @@ struct backend_ops {
 
 /* The built-in backends. */
 extern const struct backend_ops backend_table_ops;
+extern const struct backend_ops backend_aliases_ops;
+extern const struct backend_ops backend_lmdb_ops;
+extern const struct backend_ops backend_passwd_ops;
+extern const struct backend_ops backend_pgsql_ops;
 
 #endif

@@ -20,6 +20,8 @@ struct config;
 struct event_base;
 struct directory;
 struct dir_request;
+struct dircache;
+struct dircache_params;
 
 /* Bounds on one EXPN: nesting depth, distinct mailboxes, entries visited. */
 #define DIR_EXPAND_DEPTH_MAX 16
@@ -70,6 +72,14 @@ int directory_open(const struct config *cfg, struct directory **dir_r,
 struct directory *directory_new(const struct config *cfg);
 void directory_append(struct directory *dir, const struct backend_ops *ops,
 		      struct backend *be);
+/* The same with an answer cache as cache says in front of be (NULL: none);
+ * directory_open() adds one for a line with cache_ttl=. */
+void directory_append_cached(struct directory *dir, const struct backend_ops *ops,
+			     struct backend *be, const struct dircache_params *cache);
+
+/* The answer cache of the backend at position link (0: the first), or
+ * NULL when it has none. directory_free() logs what each cache did. */
+const struct dircache *directory_cache(const struct directory *dir, size_t link);
 
 /* Bind every backend to the loop that will run the lookups (see
  * backend_ops.attach); before the first lookup, on the loop's thread. */

@@ -23,6 +23,7 @@
 
 #include "porterd/command.h"
 #include "porterd/strutil.h"
+#include "porterd/table.h"
 
 #define TABLE_PATH_MAX 4096		/* resolved path octets, with NUL */
 #define TABLE_KEY_MAX ADDRESS_PATH_MAX	/* key, member or target octets */
@@ -1002,6 +1003,145 @@ static enum dir_status names_match(const struct backend *be, const char *text,
 	return names_match_words(be, &q, e_r);
 }
 
+/* ---- tables built in memory (table_open_users) ---- */
+
+/* Why a user's key could not be a key of the table file, or NULL. */
+static const char *user_key_check(const char *key)
+{
+	size_t len = key != NULL ? strnlen(key, TABLE_KEY_MAX + 1) : 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (is_blank(key[i]) || is_control((unsigned char)key[i]))
+			return "blank or control character";
+	return address_check(key, len, false);
+}
+
+/* Octets the copies of users[0 .. n) take, NULs included; 0 when that
+ * would not fit in a size_t. */
+static size_t users_size(const struct table_user *users, size_t n)
+{
+	size_t size = 1;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strlen(users[i].key) + 1;
+		size_t f = users[i].fullname != NULL ?
+			   strlen(users[i].fullname) + 1 : 0;
+
+		if (f > SIZE_MAX - k || size > SIZE_MAX - k - f)
+			return 0;
+		size += k + f;
+	}
+	return size;
+}
+
+/* Copy the words of name to *w_p one space apart, as the table file
+ * stores a full name; the copy, or NULL (nothing copied) when it has no
+ * word. Control characters separate words: none may reach a reply. */
+static const char *user_name_copy(char **w_p, const char *name)
+{
+	char *start = *w_p, *w = start;
+	bool gap = false;
+
+	for (; name != NULL && *name != '\0'; name++) {
+		if (is_blank(*name) || is_control((unsigned char)*name)) {
+			gap = w != start;
+			continue;
+		}
+		if (gap)
+			*w++ = ' ';
+		gap = false;
+		*w++ = *name;
+	}
+	if (w == start)
+		return NULL;
+	*w++ = '\0';
+	*w_p = w;
+	return start;
+}
+
+/* Copy u into the next entry at *w_p and index its key. A key indexed
+ * already leaves the entry and the copy unused: the first one stands. */
+static void users_add(struct backend *be, const struct table_user *u,
+		      uint32_t pos, char **w_p, size_t *duplicates_r)
+{
+	struct entry *e = &be->entries[be->nentries];
+	size_t keylen = strlen(u->key);
+	char *w = *w_p;
+
+	memcpy(w, u->key, keylen + 1);
+	lower_span(w, keylen);
+	*e = (struct entry){ .key = w, .line = pos,
+			     .keylen = (uint16_t)keylen, .kind = KIND_USER };
+	w += keylen + 1;
+	e->value = user_name_copy(&w, u->fullname);
+	if (keys_insert(be, be->nentries, table_hash(e->key, keylen)) != NULL) {
+		(*duplicates_r)++;
+		return;
+	}
+	be->nentries++;
+	*w_p = w;
+}
+
+static int users_load(struct backend *be, const struct table_user *users,
+		      size_t n, size_t *duplicates_r, char *err,
+		      size_t errsize)
+{
+	size_t size;
+	char *w;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *why = user_key_check(users[i].key);
+
+		if (why != NULL) {
+			table_error(err, errsize, "%s: user %zu: bad key: %s",
+				    be->path, i + 1, why);
+			return -1;
+		}
+	}
+	size = users_size(users, n);
+	if (n > TABLE_ENTRIES_MAX || size == 0) {
+		table_error(err, errsize, "%s: too many entries", be->path);
+		return -1;
+	}
+	be->entries_cap = n;
+	be->entries = table_calloc(n, sizeof(*be->entries));
+	be->buf = malloc(size);
+	be->keys_mask = index_capacity(n) - 1;
+	be->keys = table_calloc(be->keys_mask + 1, sizeof(*be->keys));
+	if (be->entries == NULL || be->buf == NULL || be->keys == NULL)
+		goto nomem;
+	w = be->buf;
+	for (size_t i = 0; i < n; i++)
+		users_add(be, &users[i], (uint32_t)(i + 1), &w, duplicates_r);
+	if (names_build(be) == 0)
+		return 0;
+nomem:
+	table_error(err, errsize, "%s: %s", be->path, strerror(ENOMEM));
+	return -1;
+}
+
+int table_open_users(const char *what, const struct table_user *users,
+		     size_t n, struct backend **be_r, size_t *duplicates_r,
+		     char *err, size_t errsize)
+{
+	struct backend *be;
+
+	*be_r = NULL;
+	*duplicates_r = 0;
+	be = calloc(1, sizeof(*be));
+	if (be == NULL || (be->path = strdup(what)) == NULL) {
+		free(be);
+		table_error(err, errsize, "%s: %s", what, strerror(ENOMEM));
+		return -1;
+	}
+	if (users_load(be, users, n, duplicates_r, err, errsize) < 0) {
+		table_close(&be);
+		return -1;
+	}
+	*be_r = be;
+	return 0;
+}
+
 /* ---- the vtable ---- */
 
 static void result_fill(const struct backend *be, const struct entry *e,
@@ -1149,15 +1289,12 @@ static int table_load(struct backend *be, char *err, size_t errsize)
 	return 0;
 }
 
-static int table_open(const char *args, const char *base_dir,
-		      struct backend **be_r, char *err, size_t errsize)
+int table_open_path(const char *path, struct backend **be_r, char *err,
+		    size_t errsize)
 {
-	char path[TABLE_PATH_MAX];
 	struct backend *be;
 
 	*be_r = NULL;
-	if (table_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
-		return -1;
 	be = calloc(1, sizeof(*be));
 	if (be == NULL || (be->path = strdup(path)) == NULL) {
 		free(be);
@@ -1170,6 +1307,30 @@ static int table_open(const char *args, const char *base_dir,
 	}
 	*be_r = be;
 	return 0;
+}
+
+static int table_open(const char *args, const char *base_dir,
+		      struct backend **be_r, char *err, size_t errsize)
+{
+	char path[TABLE_PATH_MAX];
+
+	*be_r = NULL;
+	if (table_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
+		return -1;
+	return table_open_path(path, be_r, err, errsize);
+}
+
+size_t table_entry_count(const struct backend *be)
+{
+	return be->nentries;
+}
+
+void table_entry_get(const struct backend *be, size_t i,
+		     struct dir_result *res_r)
+{
+	*res_r = (struct dir_result){ .status = DIR_NOTFOUND };
+	if (i < be->nentries)
+		result_fill(be, &be->entries[i], res_r);
 }
 
 static void table_close(struct backend **be_p)

@@ -38,7 +38,7 @@ FUZZ_LIBS      = $(LIBS)
 
 # Every module but the program and the socket layer the harnesses stand in
 # for (conn.c, server.c), so a new module is picked up without an edit here.
-FUZZ_NOT_LIB  := src/main.c src/conn.c src/server.c
+FUZZ_NOT_LIB  := src/main.c src/makemap_main.c src/conn.c src/server.c
 FUZZ_LIB_SRCS := $(filter-out $(FUZZ_NOT_LIB),$(wildcard src/*.c src/backends/*.c))
 FUZZ_LIB_OBJS  = $(FUZZ_LIB_SRCS:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_HEADERS   = $(if $(HEADERS),$(HEADERS),$(wildcard include/porterd/*.h))

@@ -3245,12 +3245,17 @@ def t_install_destdir(ctx):
     for f in ("usr/sbin/porterd", "etc/porterd/porterd.conf", "etc/porterd/example.table",
               "usr/share/man/man8/porterd.8", "usr/share/man/man5/porterd.conf.5",
               "usr/share/man/man5/porterd.table.5", "usr/lib/systemd/system/porterd.service",
-              "usr/lib/systemd/system/porterd.socket"):
+              "usr/lib/systemd/system/porterd.socket", "usr/sbin/porterd-makemap",
+              "usr/share/man/man8/porterd-makemap.8"):
         check(os.path.isfile(os.path.join(dest, f)), f"{f} not installed")
     conf = os.path.join(dest, "etc/porterd/porterd.conf")
     with open(conf) as f:
         text = f.read()
-    check("maildir     /var/mail/%d/%u\n" in text, "installed maildir is not /var/mail/%d/%u")
+    for line in ("maildir     /var/mail/vhosts/%d/%u", "listen      0.0.0.0:25",
+                 "listen      [::]:25", "vrfy        252", "expn        off"):
+        check(f"\n{line}\n" in text, f"the installed config lacks {line!r}")
+    check(not [ln for ln in text.splitlines() if ln.startswith("listen") and "2525" in ln],
+          "the installed config still listens on 2525")
     check("\nuser " not in text and "\ngroup " not in text,
           "the installed config names a user or group (the default, porterd, is meant)")
     with open(os.path.join(dest, "usr/lib/systemd/system/porterd.service")) as f:
@@ -3260,10 +3265,38 @@ def t_install_destdir(ctx):
     check("ExecStartPre=/usr/sbin/porterd -t -c /etc/porterd/porterd.conf\n" in unit,
           "the unit does not check the config before starting")
     check("@" not in unit.replace("@usc", ""), "unfilled placeholder in the unit")
-    proc = subprocess.run([os.path.join(dest, "usr/sbin/porterd"), "-t", "-c", conf],
-                          capture_output=True, text=True, timeout=30)
+    with open(ctx.binary, "rb") as f:
+        notify = b"sd_notify" in f.read()
+    check(f"\nType={'notify' if notify else 'simple'}\n" in unit,
+          f"the unit's Type does not match the build (sd_notify linked: {notify})")
+    check("ExecReload=/usr/sbin/porterd -t -c /etc/porterd/porterd.conf\n"
+          "ExecReload=/bin/kill -HUP $MAINPID\n" in unit,
+          "the unit's reload does not check the config, then send SIGHUP")
+    installed = os.path.join(dest, "usr/sbin/porterd")
+    try:
+        pwd.getpwnam("porterd")
+        account = True
+    except KeyError:
+        account = False
+    if AS_ROOT and not account:
+        # Only `make install` without DESTDIR creates the account: as
+        # root, -t says it is missing, as the start would.
+        proc = subprocess.run([installed, "-t", "-c", conf], capture_output=True, text=True,
+                              timeout=30)
+        check(proc.returncode == 1 and "user porterd: no such user" in proc.stderr,
+              f"installed porterd -t as root without a porterd account: {proc.stderr!r}")
+        with open(conf) as f:
+            text = f.read()
+        conf = ctx.path("installed-as-nobody.conf")
+        with open(conf, "w") as f:
+            f.write(text.replace("directory   table example.table",
+                                 f"directory   table {dest}/etc/porterd/example.table")
+                    + "user nobody\ngroup nogroup\n")
+    proc = subprocess.run([installed, "-t", "-c", conf], capture_output=True, text=True,
+                          timeout=30)
     ctx.outputs.append(("installed porterd -t", (proc.stdout + proc.stderr).encode()))
     check_eq(proc.returncode, 0, f"installed porterd -t on the installed config: {proc.stderr}")
+    conf = os.path.join(dest, "etc/porterd/porterd.conf")
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:
         proc = subprocess.run([analyze, "verify"] + [os.path.join(
@@ -3398,7 +3431,7 @@ def main():
     if not os.access(args.porterd, os.X_OK):
         print(f"run.py: {args.porterd}: not an executable", file=sys.stderr)
         return 2
-    raise_fd_limit(1024)  # 200 sessions here and in the daemon
+    raise_fd_limit(4096)  # 1,000 sessions at once in t_operations, and the daemon
 
     # a SIGTERM to the runner still stops the daemons and removes the files
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "porterd/backend.h"
+#include "porterd/table.h"
 #include "testutil.h"
 
 #define ERR_MAX 1024
@@ -776,6 +777,127 @@ START_TEST(test_close_null)
 }
 END_TEST
 
+/* ---- tables built in memory (table_open_users) ---- */
+
+static struct table_user users[] = {
+	{ "Jones", "Fred   Jones" },
+	{ "qsmith", "\tQuincy\tSmith " },
+	{ "anna", "Anna Gourzenkyinplatz" },
+	{ "boris", "Boris Gourzenkyinplatz" },
+	{ "nameless", NULL },
+	{ "blank", " \t " },
+	{ "ctl", "Bad\r\nName\x7f" },
+	{ "jones", "Second Jones" },
+	{ "JONES", "Third Jones" },
+	{ "smith@example.test", "Fred Smith" },
+	{ "8bit", "J\xc3\xbcrgen M\xc3\xbcller" },
+};
+
+static const struct lookup_row users_rows[] = {
+	{ NULL, "jones", false, "user jones name=Fred Jones" },
+	{ NULL, "JONES", false, "user jones name=Fred Jones" },
+	{ NULL, "qsmith", false, "user qsmith name=Quincy Smith" },
+	{ NULL, "quincy smith", true, "user qsmith name=Quincy Smith" },
+	{ NULL, "smith", true, "ambiguous" },
+	{ NULL, "gourzenkyinplatz", true, "ambiguous" },
+	{ NULL, "nameless", false, "user nameless name=(none)" },
+	{ NULL, "blank", false, "user blank name=(none)" },
+	{ NULL, "ctl", false, "user ctl name=Bad Name" },
+	{ NULL, "bad name", true, "user ctl name=Bad Name" },
+	{ NULL, "second", true, "notfound" },
+	{ NULL, "third jones", true, "notfound" },
+	{ "smith@example.test", "smith", false, "user smith@example.test name=Fred Smith" },
+	{ NULL, "m\xc3\xbcller", true, "user 8bit name=J\xc3\xbcrgen M\xc3\xbcller" },
+};
+
+START_TEST(test_users_lookup)
+{
+	struct backend *be = NULL;
+	char err[ERR_MAX] = "", copy[sizeof(users)];
+	size_t dups = 99;
+
+	ck_assert_msg(table_open_users("users", users, NROWS(users), &be,
+				       &dups, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(dups, 2);
+	ck_assert_uint_eq(ops->count(be), NROWS(users) - 2);
+	/* the strings were copied: the caller's may go */
+	memcpy(copy, users, sizeof(users));
+	for (size_t i = 0; i < NROWS(users); i++)
+		users[i] = (struct table_user){ "gone", "Gone" };
+	for (size_t i = 0; i < NROWS(users_rows); i++) {
+		const struct lookup_row *row = &users_rows[i];
+		struct answer a;
+
+		ck_assert_msg(strcmp(ask(be, row->address, row->local,
+					 row->by_name, &a), row->want) == 0,
+			      "%s: got '%s', want '%s'", row->local, a.text,
+			      row->want);
+	}
+	memcpy(users, copy, sizeof(users));
+	ops->close(&be);
+	ck_assert_ptr_null(be);
+}
+END_TEST
+
+START_TEST(test_users_none)
+{
+	struct backend *be = NULL;
+	char err[ERR_MAX] = "";
+	struct answer a;
+	size_t dups = 99;
+
+	ck_assert_int_eq(table_open_users("none", NULL, 0, &be, &dups, err,
+					  sizeof(err)), 0);
+	ck_assert_uint_eq(dups, 0);
+	ck_assert_uint_eq(ops->count(be), 0);
+	ck_assert_str_eq(ask(be, NULL, "jones", true, &a), "notfound");
+	ops->close(&be);
+}
+END_TEST
+
+static const struct {
+	const char *key;
+	const char *want;
+} users_bad_rows[] = {
+	{ "", "src: user 2: bad key: empty" },
+	{ NULL, "src: user 2: bad key: empty" },
+	{ "a b", "src: user 2: bad key: blank or control character" },
+	{ "a\tb", "src: user 2: bad key: blank or control character" },
+	{ "a\x01", "src: user 2: bad key: blank or control character" },
+	{ "a\x7f", "src: user 2: bad key: blank or control character" },
+	{ "@x", "src: user 2: bad key: empty local part" },
+	{ "x@", "src: user 2: bad key: empty domain" },
+	{ "a@b@c", "src: user 2: bad key: more than one '@'" },
+};
+
+START_TEST(test_users_bad_keys)
+{
+	static char long_key[258];
+	struct table_user two[2] = { { "ok", "Ok" } };
+	struct backend *be = NULL;
+	char err[ERR_MAX];
+	size_t dups;
+
+	for (size_t i = 0; i < NROWS(users_bad_rows); i++) {
+		two[1].key = users_bad_rows[i].key;
+		err[0] = '\0';
+		ck_assert_int_eq(table_open_users("src", two, 2, &be, &dups, err,
+						  sizeof(err)), -1);
+		ck_assert_ptr_null(be);
+		ck_assert_str_eq(err, users_bad_rows[i].want);
+	}
+	memset(long_key, 'k', 257);
+	two[1].key = long_key;
+	ck_assert_int_eq(table_open_users("src", two, 2, &be, &dups, err,
+					  sizeof(err)), -1);
+	ck_assert_str_eq(err, "src: user 2: bad key: longer than 256 octets");
+	long_key[256] = '\0';
+	ck_assert_int_eq(table_open_users("src", two, 2, &be, &dups, err,
+					  sizeof(err)), 0);
+	ops->close(&be);
+}
+END_TEST
+
 static Suite *table_suite(void)
 {
 	Suite *s = suite_create("table");
@@ -810,6 +932,12 @@ static Suite *table_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_big_table);
 	tcase_add_test(tc, test_big_table_duplicate);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("users");
+	tcase_add_test(tc, test_users_lookup);
+	tcase_add_test(tc, test_users_none);
+	tcase_add_test(tc, test_users_bad_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }
