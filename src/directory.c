@@ -514,6 +514,28 @@ static void expand_top_result(struct dir_request *r, enum dir_status st)
 
 /* --- the chain walk -------------------------------------------------------- */
 
+/* A forward to an address in one of our own domains is not "not local":
+ * it is a list of one, so the address is looked up (and delivered to)
+ * here like any list member. */
+static bool forward_is_local(const struct dir_request *r)
+{
+	const char *target = arena_str(r, r->res.target);
+	const char *at = target != NULL ? strrchr(target, '@') : NULL;
+
+	return at != NULL && directory_domain_is_local(r->dir, at + 1, strlen(at + 1));
+}
+
+static enum dir_status forward_as_list(struct dir_request *r)
+{
+	r->member_offs = grow(r->member_offs, &r->member_offs_cap, r->nmember_offs + 1,
+			      sizeof(*r->member_offs));
+	r->res.members_first = r->nmember_offs;
+	r->member_offs[r->nmember_offs++] = r->res.target;
+	r->res.nmembers = 1;
+	r->res.status = DIR_LIST;
+	return DIR_LIST;
+}
+
 static void chain_step(struct dir_request *r)
 {
 	enum dir_status st = r->res.status;
@@ -531,6 +553,8 @@ static void chain_step(struct dir_request *r)
 		}
 		st = r->saw_tempfail ? DIR_TEMPFAIL : DIR_NOTFOUND;
 	}
+	if (st == DIR_FORWARD && forward_is_local(r))
+		st = forward_as_list(r);
 	if (r->mode == MODE_LOOKUP) {
 		r->final = st;
 		r->state = ST_DONE;

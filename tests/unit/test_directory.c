@@ -200,6 +200,40 @@ static void swap_config(struct config *c, char *path)
 	table_path = path;
 }
 
+/* A forward to an address in a local domain is a list of one: the
+ * address is looked up here, so VRFY says 250 and EXPN and RCPT reach the
+ * mailbox (or nobody, when it does not exist). A remote one stays 251. */
+START_TEST(test_local_forward_is_list)
+{
+	struct config *c;
+	char *path;
+
+	c = config_with_table("admin user Ann Admin\n"
+			      "root forward admin@example.test\n"
+			      "hostroot forward ROOT@Example.Test\n"
+			      "stray forward nobody@example.test\n"
+			      "self forward self@example.test\n"
+			      "away forward admin@elsewhere.example\n", &path);
+	swap_config(c, path);
+	ask("root", false);
+	ck_assert_int_eq(got.status, DIR_LIST);
+	ck_assert_str_eq(got.address, "root@example.test");
+	ask("root", true);
+	ck_assert_int_eq(got.status, DIR_LIST);
+	ck_assert_str_eq(got.members, "Ann Admin <admin@example.test>");
+	ask("hostroot", true);	/* through two local forwards */
+	ck_assert_str_eq(got.members, "Ann Admin <admin@example.test>");
+	ask("stray", true);
+	ck_assert_int_eq(got.status, DIR_LIST);
+	ck_assert_uint_eq(got.nmembers, 0);
+	ask("self", true);	/* a forward to itself ends */
+	ck_assert_uint_eq(got.nmembers, 0);
+	ask("away", false);
+	ck_assert_int_eq(got.status, DIR_FORWARD);
+	ck_assert_str_eq(got.address, "admin@elsewhere.example");
+}
+END_TEST
+
 START_TEST(test_depth_bound)
 {
 	char table[4096];
@@ -1053,6 +1087,7 @@ int main(void)
 	tcase_add_test(tc, test_expand_moved_gives_target);
 	tcase_add_test(tc, test_domains);
 	tcase_add_test(tc, test_requests_recycled);
+	tcase_add_test(tc, test_local_forward_is_list);
 	tcase_add_test(tc, test_depth_bound);
 	tcase_add_test(tc, test_members_bound);
 	tcase_add_loop_test(tc, test_chain_rows, 0, sizeof(chain_rows) / sizeof(chain_rows[0]));
