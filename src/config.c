@@ -803,32 +803,9 @@ static int apply_number(struct parse *p, const struct config_key *k, char *value
 	return 0;
 }
 
-/* Digits with an optional s, m or h. */
-static bool parse_seconds(const char *value, uint64_t *secs_r)
-{
-	size_t len = strlen(value), digits = len;
-	uint64_t n = 0, unit = 1;
-
-	switch (len > 0 ? str_lower_char(value[len - 1]) : 0) {
-	case 's': digits--; break;
-	case 'm': unit = 60; digits--; break;
-	case 'h': unit = 3600; digits--; break;
-	default: break;
-	}
-	if (digits == 0 || digits > 9)
-		return false;
-	for (size_t i = 0; i < digits; i++) {
-		if (value[i] < '0' || value[i] > '9')
-			return false;
-		n = n * 10 + (uint64_t)(value[i] - '0');
-	}
-	*secs_r = n * unit;
-	return true;
-}
-
 bool config_parse_seconds(const char *value, uint64_t *secs_r)
 {
-	return parse_seconds(value, secs_r);
+	return str_parse_seconds(value, strlen(value), secs_r);
 }
 
 static int apply_time(struct parse *p, const struct config_key *k, char *value)
@@ -839,7 +816,7 @@ static int apply_time(struct parse *p, const struct config_key *k, char *value)
 
 	if (one_word(p, k, value) < 0)
 		return -1;
-	if (!parse_seconds(value, &secs) || secs < k->lo || secs > k->hi)
+	if (!config_parse_seconds(value, &secs) || secs < k->lo || secs > k->hi)
 		return parse_fail(p, "%s: '%s' is not a time from %llus to %llus "
 				  "(a number with s, m or h)", k->name, quote(&q, value),
 				  (unsigned long long)k->lo, (unsigned long long)k->hi);
@@ -861,7 +838,7 @@ static int apply_rate(struct parse *p, const struct config_key *k, char *value)
 	for (i = 0; value + i != slash && value[i] >= '0' && value[i] <= '9' && i < 9; i++)
 		n = n * 10 + (uint64_t)(value[i] - '0');
 	if (slash == NULL || value + i != slash || i == 0 || n < k->lo || n > k->hi ||
-	    !parse_seconds(slash + 1, &period) || period == 0 || period > 86400)
+	    !config_parse_seconds(slash + 1, &period) || period == 0 || period > 86400)
 		return parse_fail(p, "%s: '%s' is not a rate N/PERIOD (e.g. 30/1m), "
 				  "N from %llu to %llu", k->name, quote(&q, value),
 				  (unsigned long long)k->lo, (unsigned long long)k->hi);

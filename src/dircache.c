@@ -20,9 +20,9 @@
 #include <time.h>
 
 #include "porterd/strutil.h"
+#include "porterd/textscan.h"
 
 #define NO_SLOT 0		/* slot links are index + 1 */
-#define SHOWN_MAX 40		/* value octets quoted in errors */
 #define BY_NAME_SALT 0x9e3779b97f4a7c15ULL
 
 /* One answer and the query it answers, in one allocation. */
@@ -388,11 +388,6 @@ struct param_values {
 	bool given[PARAM__COUNT];
 };
 
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
 /* Where the word at s ends: at a blank outside quotes, or the end. Quotes
  * keep a conninfo value with blanks in it ('a b') one word. */
 static const char *word_end(const char *s)
@@ -407,7 +402,7 @@ static const char *word_end(const char *s)
 				quote = 0;
 		} else if (*s == '\'' || *s == '"') {
 			quote = *s;
-		} else if (is_blank(*s)) {
+		} else if (text_is_blank(*s)) {
 			break;
 		}
 	}
@@ -442,46 +437,24 @@ static bool is_cache_word(const char *w, size_t len, size_t *namelen_r)
 	return slash == NULL || slash > eq;
 }
 
-/* Digits, for a time with an optional s, m or h. */
+/* A time (digits with an optional s, m or h) or a number. */
 static bool parse_value(const char *s, size_t len, bool is_time, uint64_t *v_r)
 {
-	uint64_t n = 0, unit = 1;
-	size_t digits = len;
-
-	if (is_time && len > 0) {
-		switch (str_lower_char(s[len - 1])) {
-		case 's': digits--; break;
-		case 'm': unit = 60; digits--; break;
-		case 'h': unit = 3600; digits--; break;
-		default: break;
-		}
-	}
-	if (digits == 0 || digits > 9)
-		return false;
-	for (size_t i = 0; i < digits; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		n = n * 10 + (uint64_t)(s[i] - '0');
-	}
-	*v_r = n * unit;
-	return true;
+	return is_time ? str_parse_seconds(s, len, v_r)
+		       : str_parse_digits(s, len, v_r);
 }
 
 static int param_error(char *err, size_t errsize, const struct param *p,
 		       const char *value, size_t len)
 {
-	int shown = (int)(len > SHOWN_MAX ? SHOWN_MAX : len);
-	const char *more = len > SHOWN_MAX ? "..." : "";
-
 	if (p->is_time)
-		snprintf(err, errsize, "%s: '%.*s%s' is not a time from %llus to %llus "
-			 "(a number with s, m or h)", p->name, shown, value, more,
-			 (unsigned long long)p->lo, (unsigned long long)p->hi);
-	else
-		snprintf(err, errsize, "%s: '%.*s%s' is not a number from %llu to %llu",
-			 p->name, shown, value, more, (unsigned long long)p->lo,
+		return str_error(err, errsize, "%s: " QUOTED " is not a time from %llus "
+				 "to %llus (a number with s, m or h)", p->name,
+				 SHOWN(value, len), (unsigned long long)p->lo,
+				 (unsigned long long)p->hi);
+	return str_error(err, errsize, "%s: " QUOTED " is not a number from %llu to %llu",
+			 p->name, SHOWN(value, len), (unsigned long long)p->lo,
 			 (unsigned long long)p->hi);
-	return -1;
 }
 
 /* One cache word, name namelen octets of w (len octets). */
@@ -489,16 +462,13 @@ static int param_take(struct param_values *pv, const char *w, size_t len,
 		      size_t namelen, char *err, size_t errsize)
 {
 	const struct param *p = param_find(w, namelen);
-	int shown = (int)(namelen > SHOWN_MAX ? SHOWN_MAX : namelen);
 	uint64_t v;
 	size_t i;
 
-	if (p == NULL) {
-		snprintf(err, errsize, "unknown cache parameter '%.*s%s' (known: "
-			 "cache_ttl, cache_negative_ttl, cache_size)", shown, w,
-			 namelen > SHOWN_MAX ? "..." : "");
-		return -1;
-	}
+	if (p == NULL)
+		return str_error(err, errsize, "unknown cache parameter " QUOTED
+				 " (known: cache_ttl, cache_negative_ttl, cache_size)",
+				 SHOWN(w, namelen));
 	i = (size_t)(p - params);
 	if (namelen == len) {
 		snprintf(err, errsize, "%s: expected %s=%s", p->name, p->name,
@@ -554,9 +524,7 @@ int dircache_take_params(const char *args, char *rest, size_t restsize,
 		const char *blanks = s, *w, *e;
 		size_t namelen;
 
-		while (is_blank(*s))
-			s++;
-		w = s;
+		w = text_skip_blanks_str(s);
 		e = word_end(w);
 		s = e;
 		if (w < e && is_cache_word(w, (size_t)(e - w), &namelen)) {

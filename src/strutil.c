@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,50 @@ int str_error_at(char *err, size_t errsize, const char *path, unsigned long line
 		return -1;
 	vsnprintf(err + n, errsize - (size_t)n, fmt, ap);
 	return -1;
+}
+
+int str_error(char *err, size_t errsize, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errsize == 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err, errsize, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+bool str_parse_digits(const char *s, size_t len, uint64_t *v_r)
+{
+	uint64_t n = 0;
+
+	if (len == 0 || len > 9)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		n = n * 10 + (uint64_t)(s[i] - '0');
+	}
+	*v_r = n;
+	return true;
+}
+
+bool str_parse_seconds(const char *s, size_t len, uint64_t *secs_r)
+{
+	uint64_t n, unit = 1;
+	size_t digits = len;
+
+	switch (len > 0 ? str_lower_char(s[len - 1]) : 0) {
+	case 's': digits--; break;
+	case 'm': unit = 60; digits--; break;
+	case 'h': unit = 3600; digits--; break;
+	default: break;
+	}
+	if (!str_parse_digits(s, digits, &n))
+		return false;
+	*secs_r = n * unit;
+	return true;
 }
 
 static int read_all(int fd, char *buf, size_t size)

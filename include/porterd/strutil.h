@@ -41,6 +41,18 @@ bool str_copy(char *dst, size_t dstsize, const char *src, size_t len);
 int str_error_at(char *err, size_t errsize, const char *path, unsigned long line,
 		 const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
+/* Format a message into err (when err is not NULL and errsize > 0); never
+ * overruns it. Returns -1, so a parser can `return str_error(...)`. */
+int str_error(char *err, size_t errsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A whole number of 1 to 9 digits, all of s[0 .. len); false otherwise. */
+bool str_parse_digits(const char *s, size_t len, uint64_t *v_r);
+
+/* A time in seconds: 1 to 9 digits with an optional unit s, m or h (in
+ * either case); false when s[0 .. len) is not one. */
+bool str_parse_seconds(const char *s, size_t len, uint64_t *secs_r);
+
 /*
  * Ask for huge pages under [p, p + len) where it spans whole 2 MiB pages:
  * big tables read at random cost far fewer TLB misses so. Only a hint;

@@ -42,6 +42,7 @@
 
 #include "porterd/command.h"
 #include "porterd/strutil.h"
+#include "porterd/textscan.h"
 
 #define ALIASES_PATH_MAX 4096		/* resolved path octets, with NUL */
 #define ALIASES_NAME_MAX ADDRESS_LOCAL_MAX	/* a name, quotes included */
@@ -49,7 +50,6 @@
 #define ALIASES_DEPTH_MAX 8		/* :include: files within each other */
 #define ALIASES_INCLUDES_MAX 65536	/* :include: files read in all */
 #define ALIASES_ENTRIES_MAX (UINT32_MAX - 1)
-#define ALIASES_SHOWN_MAX 40		/* token octets quoted in errors */
 #define MAILBOX_MARK '\001'
 #define MAILBOX_SALT 0x9e3779b9u	/* mailbox names never meet alias names */
 #define INCLUDE_PREFIX ":include:"
@@ -125,57 +125,12 @@ struct parser {
 static void aliases_close(struct backend **be_p);
 static int rhs_add(struct parser *p, char *s, char *e);
 
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static bool is_separator(char c)
-{
-	return is_blank(c) || c == ',';
-}
-
-static bool is_control(unsigned char c)
-{
-	return (c < 0x20 && c != '\t') || c == 0x7f;
-}
-
 /* RFC 5322 atext, and octets of UTF-8 (RFC 6531). */
 static bool is_atext(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 	       (c >= '0' && c <= '9') || c >= 0x80 ||
 	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
-static char *skip_blanks(char *s, const char *e)
-{
-	while (s < e && is_blank(*s))
-		s++;
-	return s;
-}
-
-static void lower_span(char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		s[i] = str_lower_char(s[i]);
-}
-
-/*
- * How a token is quoted in a message: at most ALIASES_SHOWN_MAX octets,
- * then "...". QUOTED in the format takes SHOWN(s, len) in the arguments.
- */
-#define QUOTED "'%.*s%s'"
-#define SHOWN(s, len) shown_len(len), (s), shown_more(len)
-
-static int shown_len(size_t len)
-{
-	return (int)(len > ALIASES_SHOWN_MAX ? ALIASES_SHOWN_MAX : len);
-}
-
-static const char *shown_more(size_t len)
-{
-	return len > ALIASES_SHOWN_MAX ? "..." : "";
 }
 
 /* As table.c: FNV-1a folding case, a finaliser for its weak low bits. */
@@ -190,20 +145,6 @@ static uint32_t aliases_hash(const char *s, size_t len, bool mailbox)
 }
 
 /* ---- messages ---- */
-
-static void aliases_error(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void aliases_error(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
 
 static int fail_at(struct parser *p, uint32_t line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -328,7 +269,7 @@ static int mailbox_add(struct parser *p, const char *content, size_t len,
 	if (quotes)
 		*w++ = '"';
 	memcpy(w, content, len);
-	lower_span(w, len);
+	text_lower_span(w, len);
 	e.name = w;
 	e.namelen = (uint8_t)len;
 	w += len;
@@ -394,7 +335,7 @@ static char *name_display(const struct name *n)
 {
 	char *d = n->content - n->quotes;
 
-	lower_span(n->content, n->len);
+	text_lower_span(n->content, n->len);
 	d[n->len + 2 * n->quotes] = '\0';
 	return d;
 }
@@ -487,7 +428,7 @@ static int address_target(struct parser *p, char *s, size_t len,
 	if (why != NULL)
 		return fail_at(p, p->line, ALIAS_FMT "bad address " QUOTED ": %s",
 			       ALIAS_ARGS(p), SHOWN(s, len), why);
-	lower_span(s, len);
+	text_lower_span(s, len);
 	s[len] = '\0';
 	target_written(p, true);
 	return member_push(p, s);
@@ -503,8 +444,8 @@ static int include_target(struct parser *p, char *s, char *e)
 	char path[ALIASES_PATH_MAX];
 	int n;
 
-	s = skip_blanks(s, e);
-	while (e > s && is_blank(e[-1]))
+	s = text_skip_blanks(s, e);
+	while (e > s && text_is_blank(e[-1]))
 		e--;
 	if (s == e)
 		return fail_at(p, p->line, ALIAS_FMT "empty :include: path",
@@ -563,12 +504,12 @@ static int quoted_target(struct parser *p, char **s_r, char *e)
 			       ALIAS_ARGS(p));
 	t = q + 1;
 	if (t < e && *t == '@') {
-		while (t < e && !is_separator(*t))
+		while (t < e && !text_is_separator(*t))
 			t++;
 		*s_r = t;
 		return address_target(p, s, (size_t)(t - s), (size_t)(q + 1 - s));
 	}
-	if (t < e && !is_separator(*t))
+	if (t < e && !text_is_separator(*t))
 		return fail_at(p, p->line, ALIAS_FMT "text after a closing '\"'",
 			       ALIAS_ARGS(p));
 	*s_r = t;
@@ -640,7 +581,7 @@ static int target_add(struct parser *p, char **s_r, char *e)
 		*s_r = t;
 		return include_target(p, s + INCLUDE_PREFIX_LEN, t);
 	}
-	for (t = s; t < e && !is_separator(*t); t++)
+	for (t = s; t < e && !text_is_separator(*t); t++)
 		;
 	*s_r = t;
 	return word_target(p, s, t);
@@ -657,7 +598,7 @@ static int rhs_add(struct parser *p, char *s, char *e)
 					       "unbalanced '\"'", ALIAS_ARGS(p));
 			continue;
 		}
-		if (is_separator(*s)) {
+		if (text_is_separator(*s)) {
 			s++;
 			continue;
 		}
@@ -684,7 +625,7 @@ static int line_scan(struct parser *p, char *s, char **e)
 	if (end > s && end[-1] == '\r')
 		end--;
 	for (char *c = s; c < end; c++)
-		if (is_control((unsigned char)*c))
+		if (text_is_control((unsigned char)*c))
 			return fail_at(p, p->line,
 				"control character 0x%02x in column %lu",
 				(unsigned char)*c, (unsigned long)(c - s + 1));
@@ -728,10 +669,10 @@ static int entry_name(struct parser *p, char *s, char *e, struct name *n,
 			return fail_at(p, p->line, "unbalanced '\"' in a name");
 		t++;
 	} else {
-		for (t = s; t < e && *t != ':' && !is_blank(*t); t++)
+		for (t = s; t < e && *t != ':' && !text_is_blank(*t); t++)
 			;
 	}
-	colon = skip_blanks(t, e);
+	colon = text_skip_blanks(t, e);
 	if (t == s)
 		return fail_at(p, p->line, "missing name before ':'");
 	if (colon == e || *colon != ':')
@@ -787,7 +728,7 @@ static int lines_each(struct parser *p, char *buf, size_t len,
 		p->line++;
 		if (line_scan(p, s, &e) < 0)
 			return -1;
-		first = skip_blanks(s, e);
+		first = text_skip_blanks(s, e);
 		if (first < e && *first != '#' && line_fn(p, s, first, e) < 0)
 			return -1;
 		s = nl != NULL ? nl + 1 : end;
@@ -987,36 +928,6 @@ static size_t aliases_count(const struct backend *be)
 	return be->naliases;
 }
 
-/* The one path in args, resolved against base_dir when relative. */
-static int aliases_resolve(const char *args, const char *base_dir, char *path,
-			   size_t pathsize, char *err, size_t errsize)
-{
-	const char *s = args != NULL ? args : "", *t, *rest;
-	int n;
-
-	while (is_blank(*s))
-		s++;
-	for (t = s; *t != '\0' && !is_blank(*t); t++)
-		;
-	for (rest = t; is_blank(*rest); rest++)
-		;
-	if (t == s || *rest != '\0') {
-		aliases_error(err, errsize, "aliases: expected one PATH");
-		return -1;
-	}
-	if (*s == '/' || base_dir == NULL || *base_dir == '\0')
-		n = snprintf(path, pathsize, "%.*s", (int)(t - s), s);
-	else
-		n = snprintf(path, pathsize, "%s%s%.*s", base_dir,
-			     base_dir[strlen(base_dir) - 1] == '/' ? "" : "/",
-			     (int)(t - s), s);
-	if (n < 0 || (size_t)n >= pathsize || (size_t)(t - s) >= pathsize) {
-		aliases_error(err, errsize, "aliases: path too long");
-		return -1;
-	}
-	return 0;
-}
-
 /* The directory :include: paths are relative to: the file's own. */
 static char *aliases_dir(const char *path)
 {
@@ -1043,30 +954,12 @@ static int aliases_read(struct parser *p, char **buf_r, size_t *len_r)
 	else
 		rc = str_read_file(be->path, buf_r, len_r);
 	if (rc != 0) {
-		aliases_error(p->err, p->errsize, "%s: %s", be->path,
-			      rc == EINVAL ? "not a regular file" : strerror(rc));
+		str_error(p->err, p->errsize, "%s: %s", be->path,
+			  rc == EINVAL ? "not a regular file" : strerror(rc));
 		return -1;
 	}
 	p->reading[0] = (struct file_id){ st.st_dev, st.st_ino };
 	return block_keep(p, *buf_r);
-}
-
-/* Lines that may start an alias: the entries to make room for at once
- * (mailbox tokens, if any, grow it later). */
-static size_t aliases_count_entry_lines(const char *buf, size_t len)
-{
-	const char *s = buf, *end = buf + len;
-	size_t n = 0;
-
-	while (s < end) {
-		const char *nl = memchr(s, '\n', (size_t)(end - s));
-
-		n += !is_blank(*s) && *s != '#' && *s != '\n' && *s != '\r';
-		if (nl == NULL)
-			break;
-		s = nl + 1;
-	}
-	return n;
 }
 
 static int aliases_load(struct backend *be, char *err, size_t errsize)
@@ -1080,7 +973,9 @@ static int aliases_load(struct backend *be, char *err, size_t errsize)
 
 	if (aliases_read(&p, &buf, &len) < 0)
 		return -1;
-	be->entries_cap = aliases_count_entry_lines(buf, len);
+	/* Room for every line that may start an alias at once (mailbox
+	 * tokens, if any, grow it later). */
+	be->entries_cap = text_count_entry_lines(buf, len);
 	if (be->entries_cap > ALIASES_ENTRIES_MAX)
 		return fail_at(&p, 0, "too many aliases");
 	be->entries = array_grow(NULL, 0, be->entries_cap, sizeof(*be->entries));
@@ -1103,7 +998,7 @@ static int aliases_load(struct backend *be, char *err, size_t errsize)
 	if (parsed < 0)
 		return -1;
 	if (rc != 0) {
-		aliases_error(err, errsize, "%s: %s", be->path, strerror(rc));
+		str_error(err, errsize, "%s: %s", be->path, strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -1116,13 +1011,14 @@ static int aliases_open(const char *args, const char *base_dir,
 	struct backend *be;
 
 	*be_r = NULL;
-	if (aliases_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
+	if (text_path_arg("aliases", args, base_dir, path, sizeof(path), err,
+			  errsize) < 0)
 		return -1;
 	be = calloc(1, sizeof(*be));
 	if (be == NULL || (be->path = strdup(path)) == NULL ||
 	    (be->dir = aliases_dir(path)) == NULL) {
 		aliases_close(&be);
-		aliases_error(err, errsize, "%s: %s", path, strerror(ENOMEM));
+		str_error(err, errsize, "%s: %s", path, strerror(ENOMEM));
 		return -1;
 	}
 	if (aliases_load(be, err, errsize) < 0) {

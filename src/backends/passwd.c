@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +25,10 @@
 #include "porterd/log.h"
 #include "porterd/strutil.h"
 #include "porterd/table.h"
+#include "porterd/textscan.h"
 
 #define PASSWD_PATH_MAX 4096		/* resolved file=, with its NUL */
 #define PASSWD_FULLNAME_MAX 1024	/* longer full names are not used */
-#define PASSWD_SHOWN_MAX 40		/* value octets quoted in errors */
 #define PASSWD_UID_LIMIT 4294967294UL	/* (uid_t)-1 is no account's */
 /* Debian's adduser gives ordinary accounts uids in this range. */
 #define PASSWD_MIN_UID_DEFAULT 1000UL
@@ -77,41 +76,14 @@ struct accounts {
 	size_t bad_names;	/* not a local part: left out */
 };
 
-static void passwd_error(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void passwd_error(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
-
 /* "prefix: the text of errno value e"; the text is thread-safe to get,
  * since a reload opens backends on a thread of its own. */
 static void passwd_errno(char *err, size_t errsize, const char *prefix, int e)
 {
 	char text[128];
 
-	passwd_error(err, errsize, "%s: %s", prefix,
-		     str_errno(e, text, sizeof(text)));
-}
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static int shown_len(size_t len)
-{
-	return (int)(len > PASSWD_SHOWN_MAX ? PASSWD_SHOWN_MAX : len);
-}
-
-static const char *shown_more(size_t len)
-{
-	return len > PASSWD_SHOWN_MAX ? "..." : "";
+	str_error(err, errsize, "%s: %s", prefix,
+		  str_errno(e, text, sizeof(text)));
 }
 
 /* ---- parameters ---- */
@@ -125,21 +97,18 @@ static int param_uid(unsigned long *slot, const struct param_value *v,
 		if (v->text[i] < '0' || v->text[i] > '9')
 			break;
 		n = n * 10 + (unsigned long)(v->text[i] - '0');
-		if (n > PASSWD_UID_LIMIT) {
-			passwd_error(err, errsize,
-				     "passwd: %s: '%.*s%s' is over %lu",
-				     v->name, shown_len(v->len), v->text,
-				     shown_more(v->len), PASSWD_UID_LIMIT);
-			return -1;
-		}
+		if (n > PASSWD_UID_LIMIT)
+			return str_error(err, errsize,
+					 "passwd: %s: " QUOTED " is over %lu",
+					 v->name, SHOWN(v->text, v->len),
+					 PASSWD_UID_LIMIT);
 		if (i + 1 == v->len) {
 			*slot = n;
 			return 0;
 		}
 	}
-	passwd_error(err, errsize, "passwd: %s: not a number: '%.*s%s'",
-		     v->name, shown_len(v->len), v->text, shown_more(v->len));
-	return -1;
+	return str_error(err, errsize, "passwd: %s: not a number: " QUOTED,
+			 v->name, SHOWN(v->text, v->len));
 }
 
 static int set_min_uid(struct passwd_params *p, const struct param_value *v,
@@ -163,36 +132,22 @@ static int set_hide_nologin(struct passwd_params *p,
 		p->hide_nologin = v->len == 3;
 		return 0;
 	}
-	passwd_error(err, errsize,
-		     "passwd: %s: expected yes or no, got '%.*s%s'", v->name,
-		     shown_len(v->len), v->text, shown_more(v->len));
-	return -1;
+	return str_error(err, errsize,
+			 "passwd: %s: expected yes or no, got " QUOTED, v->name,
+			 SHOWN(v->text, v->len));
 }
 
 /* The path, resolved against base_dir when relative. */
 static int set_file(struct passwd_params *p, const struct param_value *v,
 		    char *err, size_t errsize)
 {
-	const char *base = v->base_dir;
-	int n;
-
-	if (v->len == 0) {
-		passwd_error(err, errsize, "passwd: %s: empty path", v->name);
-		return -1;
-	}
-	if (v->text[0] == '/' || base == NULL || base[0] == '\0')
-		n = snprintf(p->file, sizeof(p->file), "%.*s", (int)v->len,
-			     v->text);
-	else
-		n = snprintf(p->file, sizeof(p->file), "%s%s%.*s", base,
-			     base[strlen(base) - 1] == '/' ? "" : "/",
-			     (int)v->len, v->text);
-	if (v->len >= sizeof(p->file) || n < 0 ||
-	    (size_t)n >= sizeof(p->file)) {
-		passwd_error(err, errsize, "passwd: %s: path too long",
-			     v->name);
-		return -1;
-	}
+	if (v->len == 0)
+		return str_error(err, errsize, "passwd: %s: empty path",
+				 v->name);
+	if (!text_path_resolve(p->file, sizeof(p->file), v->base_dir, v->text,
+			       v->len))
+		return str_error(err, errsize, "passwd: %s: path too long",
+				 v->name);
 	return 0;
 }
 
@@ -241,29 +196,22 @@ static int param_word(struct passwd_params *p, bool seen[PARAM__COUNT],
 	struct param_value v = { .base_dir = base_dir };
 	int i;
 
-	if (eq == NULL || eq == s) {
-		passwd_error(err, errsize,
-			     "passwd: expected name=value, got '%.*s%s'",
-			     shown_len((size_t)(e - s)), s,
-			     shown_more((size_t)(e - s)));
-		return -1;
-	}
+	if (eq == NULL || eq == s)
+		return str_error(err, errsize,
+				 "passwd: expected name=value, got " QUOTED,
+				 SHOWN(s, (size_t)(e - s)));
 	i = param_find(s, (size_t)(eq - s));
 	if (i < 0) {
 		char known[128];
 
-		passwd_error(err, errsize,
-			     "passwd: unknown parameter '%.*s%s' (known: %s)",
-			     shown_len((size_t)(eq - s)), s,
-			     shown_more((size_t)(eq - s)),
-			     param_names(known, sizeof(known)));
-		return -1;
+		return str_error(err, errsize,
+				 "passwd: unknown parameter " QUOTED
+				 " (known: %s)", SHOWN(s, (size_t)(eq - s)),
+				 param_names(known, sizeof(known)));
 	}
-	if (seen[i]) {
-		passwd_error(err, errsize, "passwd: %s given twice",
-			     params[i].name);
-		return -1;
-	}
+	if (seen[i])
+		return str_error(err, errsize, "passwd: %s given twice",
+				 params[i].name);
 	seen[i] = true;
 	v.name = params[i].name;
 	v.text = eq + 1;
@@ -275,29 +223,17 @@ static int params_parse(const char *args, const char *base_dir,
 			struct passwd_params *p, char *err, size_t errsize)
 {
 	bool seen[PARAM__COUNT] = { false };
-	const char *s = args != NULL ? args : "";
+	const char *s = args != NULL ? args : "", *e;
 
 	*p = (struct passwd_params){ .min_uid = PASSWD_MIN_UID_DEFAULT,
 				     .max_uid = PASSWD_MAX_UID_DEFAULT };
-	for (;;) {
-		const char *e;
-
-		while (is_blank(*s))
-			s++;
-		if (*s == '\0')
-			break;
-		for (e = s; *e != '\0' && !is_blank(*e); e++)
-			;
+	for (; (s = text_next_word(s, &e)) != NULL; s = e)
 		if (param_word(p, seen, s, e, base_dir, err, errsize) < 0)
 			return -1;
-		s = e;
-	}
-	if (p->min_uid > p->max_uid) {
-		passwd_error(err, errsize,
-			     "passwd: min_uid %lu is above max_uid %lu",
-			     p->min_uid, p->max_uid);
-		return -1;
-	}
+	if (p->min_uid > p->max_uid)
+		return str_error(err, errsize,
+				 "passwd: min_uid %lu is above max_uid %lu",
+				 p->min_uid, p->max_uid);
 	return 0;
 }
 
@@ -485,7 +421,7 @@ static int accounts_read_file(struct accounts *a,
 		return -1;
 	}
 	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
-		passwd_error(err, errsize, "%s: not a regular file", p->file);
+		str_error(err, errsize, "%s: not a regular file", p->file);
 		fclose(fp);
 		return -1;
 	}

@@ -21,7 +21,6 @@
 #include "porterd/pgsql.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +33,8 @@
 #include "porterd/config.h"
 #include "porterd/log.h"
 #include "porterd/strutil.h"
+#include "porterd/textscan.h"
 
-#define PGSQL_SHOWN_MAX 40	/* octets of a bad value quoted in errors */
 #define PGSQL_TEXT_OID 25	/* pg_type "text": both parameters are text */
 #define PGSQL_NULL SIZE_MAX	/* a cell that is SQL NULL */
 
@@ -63,43 +62,6 @@ static const char *const param_names[PARAM__COUNT] = {
 #define PARAM_KNOWN "conninfo, query_user, query_list, query_name, timeout, pool"
 #define PARAM_REQUIRED "conninfo, query_user and query_list are required"
 
-/* QUOTED in a format takes SHOWN(s, len): at most PGSQL_SHOWN_MAX octets. */
-#define QUOTED "'%.*s%s'"
-#define SHOWN(s, len) shown_len(len), (s), (len) > PGSQL_SHOWN_MAX ? "..." : ""
-
-static int shown_len(size_t len)
-{
-	return (int)(len > PGSQL_SHOWN_MAX ? PGSQL_SHOWN_MAX : len);
-}
-
-static int pgsql_error(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Always -1, so a parser can return it. */
-static int pgsql_error(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errsize > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errsize, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static const char *skip_blanks(const char *s)
-{
-	while (is_blank(*s))
-		s++;
-	return s;
-}
-
 static int param_find(const char *name, size_t len)
 {
 	for (int i = 0; i < PARAM__COUNT; i++)
@@ -115,11 +77,11 @@ static int value_bare(const char **s, const char *name, char **value_r,
 {
 	const char *e = *s;
 
-	while (*e != '\0' && !is_blank(*e)) {
+	while (*e != '\0' && !text_is_blank(*e)) {
 		if (*e == '"')
-			return pgsql_error(err, errsize, "pgsql: %s: '\"' inside "
-					   "an unquoted value (quote the whole "
-					   "value)", name);
+			return str_error(err, errsize, "pgsql: %s: '\"' inside "
+					 "an unquoted value (quote the whole "
+					 "value)", name);
 		e++;
 	}
 	*value_r = strndup(*s, (size_t)(e - *s));
@@ -135,24 +97,24 @@ static int value_quoted(const char **s, const char *name, char **value_r,
 	char *out = malloc(strlen(p) + 1), *w = out;
 
 	if (out == NULL)
-		return pgsql_error(err, errsize, "pgsql: out of memory");
+		return str_error(err, errsize, "pgsql: out of memory");
 	for (; *p != '"'; p++) {
 		if (*p == '\0' || (*p == '\\' && p[1] == '\0')) {
 			free(out);
-			return pgsql_error(err, errsize, "pgsql: %s: unterminated "
-					   "quoted value", name);
+			return str_error(err, errsize, "pgsql: %s: unterminated "
+					 "quoted value", name);
 		}
 		if (*p == '\\' && p[1] != '"' && p[1] != '\\') {
 			unsigned char c = (unsigned char)p[1];
 
 			free(out);
 			if (c > ' ' && c < 0x7f)
-				return pgsql_error(err, errsize, "pgsql: %s: unknown "
+				return str_error(err, errsize, "pgsql: %s: unknown "
 					"escape '\\%c' in a quoted value (only \\\" "
 					"and \\\\)", name, c);
-			return pgsql_error(err, errsize, "pgsql: %s: unknown escape "
-					   "(backslash before octet 0x%02x) in a quoted "
-					   "value (only \\\" and \\\\)", name, c);
+			return str_error(err, errsize, "pgsql: %s: unknown escape "
+					 "(backslash before octet 0x%02x) in a quoted "
+					 "value (only \\\" and \\\\)", name, c);
 		}
 		if (*p == '\\')
 			p++;
@@ -160,10 +122,10 @@ static int value_quoted(const char **s, const char *name, char **value_r,
 	}
 	*w = '\0';
 	p++;
-	if (*p != '\0' && !is_blank(*p)) {
+	if (*p != '\0' && !text_is_blank(*p)) {
 		free(out);
-		return pgsql_error(err, errsize, "pgsql: %s: text right after "
-				   "the closing quote", name);
+		return str_error(err, errsize, "pgsql: %s: text right after "
+				 "the closing quote", name);
 	}
 	*value_r = out;
 	*s = p;
@@ -180,11 +142,11 @@ static int value_read(const char **s, const char *name, char **value_r,
 	if (rc < 0)
 		return -1;
 	if (*value_r == NULL)
-		return pgsql_error(err, errsize, "pgsql: out of memory");
+		return str_error(err, errsize, "pgsql: out of memory");
 	if (**value_r == '\0') {
 		free(*value_r);
 		*value_r = NULL;
-		return pgsql_error(err, errsize, "pgsql: %s: empty value", name);
+		return str_error(err, errsize, "pgsql: %s: empty value", name);
 	}
 	return 0;
 }
@@ -199,23 +161,23 @@ static int params_split(const char *args, char *given[PARAM__COUNT],
 		const char *name, *eq;
 		int id;
 
-		s = skip_blanks(s);
+		s = text_skip_blanks_str(s);
 		if (*s == '\0')
 			return 0;
 		name = s;
-		for (eq = s; *eq != '\0' && *eq != '=' && !is_blank(*eq); eq++)
+		for (eq = s; *eq != '\0' && *eq != '=' && !text_is_blank(*eq); eq++)
 			;
 		if (*eq != '=' || eq == name)
-			return pgsql_error(err, errsize, "pgsql: expected NAME=VALUE, "
-					   "got " QUOTED, SHOWN(name, strcspn(name, " \t")));
+			return str_error(err, errsize, "pgsql: expected NAME=VALUE, "
+					 "got " QUOTED, SHOWN(name, strcspn(name, " \t")));
 		id = param_find(name, (size_t)(eq - name));
 		if (id < 0)
-			return pgsql_error(err, errsize, "pgsql: unknown parameter "
-					   QUOTED " (known: " PARAM_KNOWN ")",
-					   SHOWN(name, (size_t)(eq - name)));
+			return str_error(err, errsize, "pgsql: unknown parameter "
+					 QUOTED " (known: " PARAM_KNOWN ")",
+					 SHOWN(name, (size_t)(eq - name)));
 		if (given[id] != NULL)
-			return pgsql_error(err, errsize, "pgsql: %s given twice",
-					   param_names[id]);
+			return str_error(err, errsize, "pgsql: %s given twice",
+					 param_names[id]);
 		s = eq + 1;
 		if (value_read(&s, param_names[id], &given[id], err, errsize) < 0)
 			return -1;
@@ -225,19 +187,13 @@ static int params_split(const char *args, char *given[PARAM__COUNT],
 static int pool_parse(const char *v, unsigned *pool_r, char *err, size_t errsize)
 {
 	size_t len = strlen(v);
-	unsigned n = 0;
+	uint64_t n;
 
-	for (size_t i = 0; i < len && len <= 3; i++) {
-		if (v[i] < '0' || v[i] > '9') {
-			n = 0;
-			break;
-		}
-		n = n * 10 + (unsigned)(v[i] - '0');
-	}
-	if (len > 3 || n < 1 || n > PGSQL_POOL_MAX)
-		return pgsql_error(err, errsize, "pgsql: pool: " QUOTED " is not a "
-				   "number from 1 to %d", SHOWN(v, len), PGSQL_POOL_MAX);
-	*pool_r = n;
+	if (len > 3 || !str_parse_digits(v, len, &n) || n < 1 ||
+	    n > PGSQL_POOL_MAX)
+		return str_error(err, errsize, "pgsql: pool: " QUOTED " is not a "
+				 "number from 1 to %d", SHOWN(v, len), PGSQL_POOL_MAX);
+	*pool_r = (unsigned)n;
 	return 0;
 }
 
@@ -246,10 +202,10 @@ static int timeout_parse(const char *v, uint64_t *secs_r, char *err,
 {
 	if (!config_parse_seconds(v, secs_r) || *secs_r < PGSQL_TIMEOUT_MIN ||
 	    *secs_r > PGSQL_TIMEOUT_MAX)
-		return pgsql_error(err, errsize, "pgsql: timeout: " QUOTED " is not "
-				   "a time from %ds to %ds (a number with s, m or h)",
-				   SHOWN(v, strlen(v)), PGSQL_TIMEOUT_MIN,
-				   PGSQL_TIMEOUT_MAX);
+		return str_error(err, errsize, "pgsql: timeout: " QUOTED " is not "
+				 "a time from %ds to %ds (a number with s, m or h)",
+				 SHOWN(v, strlen(v)), PGSQL_TIMEOUT_MIN,
+				 PGSQL_TIMEOUT_MAX);
 	return 0;
 }
 
@@ -282,7 +238,7 @@ static int hosts_check(const char *host, char *err, size_t errsize)
 		size_t len = strcspn(h, ",");
 
 		if (len > 0 && !host_is_address(h, len))
-			return pgsql_error(err, errsize, "pgsql: conninfo: host "
+			return str_error(err, errsize, "pgsql: conninfo: host "
 				QUOTED " is a name, which libpq would resolve while "
 				"every session waits: give its address in hostaddr= "
 				"(host= may stay, for TLS) or a socket directory",
@@ -308,8 +264,8 @@ static int conninfo_check(const char *conninfo, char *err, size_t errsize)
 	if (opts == NULL) {
 		size_t n = msg != NULL ? strcspn(msg, "\n") : 0;
 
-		pgsql_error(err, errsize, "pgsql: conninfo: %.*s", (int)n,
-			    msg != NULL ? msg : "out of memory");
+		str_error(err, errsize, "pgsql: conninfo: %.*s", (int)n,
+			  msg != NULL ? msg : "out of memory");
 		PQfreemem(msg);
 		return -1;
 	}
@@ -348,9 +304,9 @@ static int params_check(char *given[PARAM__COUNT], struct pgsql_params *p,
 
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
 		if (given[required[i]] == NULL)
-			return pgsql_error(err, errsize, "pgsql: missing %s=VALUE ("
-					   PARAM_REQUIRED ")",
-					   param_names[required[i]]);
+			return str_error(err, errsize, "pgsql: missing %s=VALUE ("
+					 PARAM_REQUIRED ")",
+					 param_names[required[i]]);
 	p->timeout = PGSQL_TIMEOUT_DEFAULT;
 	p->pool = PGSQL_POOL_DEFAULT;
 	if (given[PARAM_TIMEOUT] != NULL &&
@@ -571,7 +527,7 @@ static void members_split(struct pgsql_rows *rows, char *v, size_t *n,
 		char *t;
 		bool last;
 
-		while (*v == ',' || is_blank(*v) || *v == '\r' || *v == '\n')
+		while (*v == ',' || text_is_blank(*v) || *v == '\r' || *v == '\n')
 			v++;
 		if (*v == '\0')
 			return;
@@ -783,7 +739,7 @@ static void text_words(char *dst, const char *src)
 	char *w = dst;
 
 	for (; *src != '\0'; src++) {
-		if (is_blank(*src)) {
+		if (text_is_blank(*src)) {
 			space = w != dst;
 			continue;
 		}
@@ -960,7 +916,7 @@ static void slot_log_down(struct slot *s, const char *why)
 	char esc[LOG_VALUE_MAX];
 	size_t len = strlen(why);
 
-	while (len > 0 && (why[len - 1] == '\n' || is_blank(why[len - 1])))
+	while (len > 0 && (why[len - 1] == '\n' || text_is_blank(why[len - 1])))
 		len--;
 	log_event(s->down_logged ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
 		  "event=pgsql_down slot=%u error=\"%s\"", s->index,
@@ -1307,7 +1263,7 @@ static int pgsql_open(const char *args, const char *base_dir,
 	(void)base_dir;
 	*be_r = NULL;
 	if (be == NULL)
-		return pgsql_error(err, errsize, "pgsql: out of memory");
+		return str_error(err, errsize, "pgsql: out of memory");
 	TAILQ_INIT(&be->queue);
 	if (pgsql_params_parse(args, &be->p, err, errsize) < 0) {
 		free(be);
@@ -1327,7 +1283,7 @@ static int pgsql_attach(struct backend *be, struct event_base *base,
 	be->base = base;
 	be->slots = calloc(be->p.pool, sizeof(*be->slots));
 	if (be->slots == NULL)
-		return pgsql_error(err, errsize, "pgsql: out of memory");
+		return str_error(err, errsize, "pgsql: out of memory");
 	for (unsigned i = 0; i < be->p.pool; i++) {
 		struct slot *s = &be->slots[i];
 
@@ -1337,7 +1293,7 @@ static int pgsql_attach(struct backend *be, struct event_base *base,
 		s->io = calloc(1, event_get_struct_event_size());
 		s->timer = evtimer_new(base, slot_timer_cb, s);
 		if (s->io == NULL || s->timer == NULL)
-			return pgsql_error(err, errsize, "pgsql: out of memory");
+			return str_error(err, errsize, "pgsql: out of memory");
 	}
 	for (unsigned i = 0; i < be->p.pool; i++)
 		slot_connect(&be->slots[i]);

@@ -1,7 +1,8 @@
 """
 harness — the plumbing of porterd's integration tests: free loopback
-ports, a daemon started and stopped by PID, a byte-exact SMTP client with
-deadlines, and the test registry with its per-test time limit.
+ports, a daemon started, reloaded and stopped by PID, `porterd -t` and
+its verdict, fixture files, a byte-exact SMTP client with deadlines, and
+the test registry with its per-test time limit.
 
 Python 3 standard library only. Nothing here talks to anything but
 127.0.0.1 and ::1.
@@ -216,6 +217,86 @@ class Daemon:
             self.killed = True
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def stop_ok(d):
+    """SIGTERM; d must exit 0 by itself, within STOP_TIMEOUT."""
+    rc = d.stop()
+    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
+    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+
+
+def reload_and_wait(d, count, what="event=reload "):
+    """SIGHUP, then wait for the count-th reload outcome line of d's log
+    (event=reload or event=reload_failed) and return it; it must hold
+    what, unless what is None."""
+    d.send_signal(signal.SIGHUP)
+    d.signaled = False      # a reload is not a stop
+    d.wait_log(rb"event=reload(_failed)? ", timeout=20, count=count)
+    last = [ln for ln in d.log().splitlines()
+            if b"event=reload " in ln or b"event=reload_failed" in ln][-1]
+    if what is not None:
+        check(what.encode() in last, f"last reload outcome: {last!r}, wanted {what!r}")
+    return last
+
+
+# --- the command line and its files -------------------------------------------
+
+def write_fixture(ctx, name, text, mode=0o644):
+    """The file NAME of the run's directory, holding text, replaced at once
+    as an administrator's editor or script would; mode 0o644 lets the
+    daemons read it (nobody, when the suite runs as root)."""
+    path = ctx.path(name)
+    with open(path + ".new", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path + ".new", mode)
+    os.replace(path + ".new", path)
+    return path
+
+
+def line_number(path, text):
+    """The number of the first line of the file holding text."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if text in line:
+                return n
+    raise AssertionError(f"no line with {text!r} in {path}")
+
+
+def run_porterd(ctx, args, what):
+    """porterd with args, to its exit; its output is kept to be scanned
+    for sanitizer reports."""
+    try:
+        r = subprocess.run([ctx.binary] + args, capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL, env=os.environ.copy())
+    except subprocess.TimeoutExpired:
+        raise Failure(f"porterd {' '.join(args)} did not exit in 10 s")
+    ctx.outputs.append((what, r.stdout + r.stderr))
+    return r
+
+
+def porterd_check(ctx, name, config):
+    """porterd -t on NAME.conf, written with config: its path and the
+    completed run."""
+    conf = ctx.path(f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(config)
+    return conf, run_porterd(ctx, ["-t", "-c", conf], f"-t {name}")
+
+
+def check_config_ok(r, conf, entries):
+    """porterd -t r found conf good, with entries directory entries."""
+    check_eq(r.returncode, 0, f"exit status (stderr {r.stderr!r})")
+    check_eq(r.stdout.decode(),
+             f"porterd: {conf}: configuration ok, {entries} directory entries\n",
+             "stdout")
+
+
+def check_config_refused(r, want):
+    """porterd -t r refused its config, saying want (bytes)."""
+    check_eq(r.returncode, 1, f"exit status (stdout {r.stdout!r})")
+    check(want in r.stderr, f"stderr {r.stderr!r} does not say {want!r}")
+    check(b"configuration ok" not in r.stdout, f"stdout says {r.stdout!r}")
 
 
 # --- a byte-exact client ----------------------------------------------------

@@ -51,9 +51,9 @@ import threading
 import time
 
 from harness import (QUEUED, RECEIVED_DATE, SANITIZER_MARKERS, STOP_TIMEOUT, Client,
-                     Daemon, Failure, MailStore, Runner, check, check_eq, count_replies,
-                     daemon_env, free_port, ipv6_loopback_problem, listen_specs,
-                     vm_rss_kb)
+                     Daemon, Failure, MailStore, Runner, check, check_config_ok, check_eq,
+                     count_replies, daemon_env, free_port, ipv6_loopback_problem,
+                     listen_specs, porterd_check, run_porterd, stop_ok, vm_rss_kb)
 
 HOSTNAME = "mail.example.test"
 
@@ -343,6 +343,18 @@ def session(ctx, addr=None):
 def quit_session(c):
     check_eq(c.cmd(b"QUIT\r\n"), BYE, "reply to QUIT")
     check_eq(c.read_to_eof(), b"", "bytes after 221")
+
+
+def ask_all(ctx, d, rows, check_reply=None):
+    """Each (command, reply) row on one session of daemon d; check_reply,
+    when given, is called with what and each reply as well."""
+    with session(ctx, ("127.0.0.1", d.port)) as c:
+        for cmd, want in rows:
+            got = c.cmd(cmd)
+            if check_reply is not None:
+                check_reply(f"reply to {cmd!r}", got)
+            check_eq(got, want, f"reply to {cmd!r}")
+        quit_session(c)
 
 
 def answers_fresh_session(ctx, what="a fresh session"):
@@ -1866,31 +1878,15 @@ def t_mail_ledger(ctx):
 
 
 def t_small_daemon_exit(ctx):
-    d = small_daemon(ctx)
-    rc = d.stop()
-    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
-    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+    stop_ok(small_daemon(ctx))
 
 
 # --- the command line ---------------------------------------------------------
 
-def run_porterd(ctx, args, what):
-    try:
-        r = subprocess.run([ctx.binary] + args, capture_output=True, timeout=10,
-                           stdin=subprocess.DEVNULL, env=os.environ.copy())
-    except subprocess.TimeoutExpired:
-        raise Failure(f"porterd {' '.join(args)} did not exit in 10 s")
-    ctx.outputs.append((what, r.stdout + r.stderr))
-    return r
-
-
 def t_check_good(ctx):
     conf = ctx.main.config
     r = run_porterd(ctx, ["-t", "-c", conf], "-t good")
-    check_eq(r.returncode, 0, f"exit status (stderr {r.stderr!r})")
-    check_eq(r.stdout.decode(),
-             f"porterd: {conf}: configuration ok, {TABLE_ENTRIES} directory entries\n",
-             "stdout")
+    check_config_ok(r, conf, TABLE_ENTRIES)
 
 
 def t_check_unknown_directive(ctx):
@@ -1922,10 +1918,7 @@ def t_check_bad_table_kind(ctx):
 
 
 def check_config_error(ctx, name, maildir="mail/%d/%u", extra=(), message=""):
-    conf = ctx.path(f"{name}.conf")
-    with open(conf, "w") as f:
-        f.write(config_text(9, False, maildir=maildir, extra=extra))
-    r = run_porterd(ctx, ["-t", "-c", conf], f"-t {name}")
+    conf, r = porterd_check(ctx, name, config_text(9, False, maildir=maildir, extra=extra))
     check_eq(r.returncode, 1, f"exit status (stdout {r.stdout!r})")
     check(f"porterd: {conf}:".encode() in r.stderr and message.encode() in r.stderr,
           f"stderr {r.stderr!r} does not name {conf} and say {message!r}")

@@ -8,10 +8,10 @@ member's Maildir, mail to a program or file alias reaches the alias's own
 Maildir, and no program text or file path ever appears in a reply or in
 the daemon's log. `porterd -t` names a broken aliases file's line.
 """
-import os
 import re
 
-from harness import check, check_eq
+from harness import (check, check_config_ok, check_config_refused, check_eq, porterd_check,
+                     stop_ok, write_fixture)
 
 # What must never be shown: parts of the program, file and :include: names.
 SECRETS = (b"secret", b"ticket-tool", b"archive.mbox", b"team.list")
@@ -48,20 +48,9 @@ EXPN_SUPPORT = (b"250-2.1.5 <support@example.test>\r\n"
                 b"250 2.1.5 Fred Jones <jones@example.test>\r\n")
 
 
-def write_file(ctx, name, text):
-    """A fixture file in the run's directory, readable by the daemons
-    (nobody, when the suite runs as root)."""
-    path = ctx.path(name)
-    with open(path + ".new", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path + ".new", 0o644)
-    os.replace(path + ".new", path)
-    return path
-
-
 def aliases_daemon(ctx, name):
-    write_file(ctx, "team.list", TEAM)
-    write_file(ctx, f"{name}.aliases", ALIASES)
+    write_fixture(ctx, "team.list", TEAM)
+    write_fixture(ctx, f"{name}.aliases", ALIASES)
     return ctx.start_daemon(name, directories=[f"aliases {name}.aliases",
                                                "table directory.table"])
 
@@ -74,18 +63,12 @@ def check_no_secrets(what, data):
 def ask_all(ctx, base, d, rows):
     """Each (command, reply) row on one session of d; no reply may show
     a program or a path."""
-    with base.session(ctx, ("127.0.0.1", d.port)) as c:
-        for cmd, want in rows:
-            got = c.cmd(cmd)
-            check_no_secrets(f"reply to {cmd!r}", got)
-            check_eq(got, want, f"reply to {cmd!r}")
-        base.quit_session(c)
+    base.ask_all(ctx, d, rows, check_reply=check_no_secrets)
 
 
-def stop_ok(d):
-    rc = d.stop()
-    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
-    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+def stop_ok_no_secrets(d):
+    """Stop d as stop_ok does; its log may show no program or path."""
+    stop_ok(d)
     check_no_secrets("the daemon's log", d.log())
 
 
@@ -117,7 +100,7 @@ def t_aliases_vrfy_expn(ctx, base):
                         % ALIASES_COUNT, d.log()),
               f"no directory_open line with {ALIASES_COUNT} entries: {d.log_tail()}")
     finally:
-        stop_ok(d)
+        stop_ok_no_secrets(d)
 
 
 def mail_to(ctx, base, d, c, rcpt, mailboxes):
@@ -155,34 +138,22 @@ def t_aliases_mail(ctx, base):
             with open(path, "rb") as f:
                 check_no_secrets(f"delivered {path}", f.read())
     finally:
-        stop_ok(d)
+        stop_ok_no_secrets(d)
 
 
 def t_aliases_check_ok(ctx, base):
-    write_file(ctx, "team.list", TEAM)
-    write_file(ctx, "check-ok.aliases", ALIASES)
-    conf = ctx.path("aliases-check-ok.conf")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False, directories=["aliases check-ok.aliases",
-                                                        "table directory.table"]))
-    r = base.run_porterd(ctx, ["-t", "-c", conf], "-t aliases ok")
-    check_eq(r.returncode, 0, f"exit status (stderr {r.stderr!r})")
-    check_eq(r.stdout.decode(),
-             f"porterd: {conf}: configuration ok, "
-             f"{ALIASES_COUNT + base.TABLE_ENTRIES} directory entries\n", "stdout")
+    write_fixture(ctx, "team.list", TEAM)
+    write_fixture(ctx, "check-ok.aliases", ALIASES)
+    conf, r = porterd_check(ctx, "aliases-check-ok", base.config_text(
+        9, False, directories=["aliases check-ok.aliases", "table directory.table"]))
+    check_config_ok(r, conf, ALIASES_COUNT + base.TABLE_ENTRIES)
 
 
 def check_broken(ctx, base, name, text, line, message):
-    aliases = write_file(ctx, f"{name}.aliases", text)
-    conf = ctx.path(f"{name}.conf")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False, directories=[f"aliases {name}.aliases",
-                                                        "table directory.table"]))
-    r = base.run_porterd(ctx, ["-t", "-c", conf], f"-t {name}")
-    check_eq(r.returncode, 1, f"exit status (stdout {r.stdout!r})")
-    want = f"porterd: {aliases}:{line}: {message}".encode()
-    check(want in r.stderr, f"stderr {r.stderr!r} does not say {want!r}")
-    check(b"configuration ok" not in r.stdout, f"stdout says {r.stdout!r}")
+    aliases = write_fixture(ctx, f"{name}.aliases", text)
+    _, r = porterd_check(ctx, name, base.config_text(
+        9, False, directories=[f"aliases {name}.aliases", "table directory.table"]))
+    check_config_refused(r, f"porterd: {aliases}:{line}: {message}".encode())
     check_no_secrets("the error", r.stderr)
 
 

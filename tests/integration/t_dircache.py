@@ -8,9 +8,9 @@ answers it holds. `porterd -t` names the config's file:line for a bad
 cache parameter.
 """
 import re
-import signal
 
-from harness import check, check_eq
+from harness import (check_config_ok, check_config_refused, check_eq, line_number,
+                     porterd_check, reload_and_wait, stop_ok)
 
 CACHED = "table directory.table cache_ttl=60s cache_size=100"
 
@@ -19,26 +19,13 @@ def cache_lines(log):
     return re.findall(rb"event=directory_cache [^\n]*", log)
 
 
-def ask_all(ctx, base, d, rows):
-    """Each (command, reply) row on one session of d."""
-    with base.session(ctx, ("127.0.0.1", d.port)) as c:
-        for cmd, want in rows:
-            check_eq(c.cmd(cmd), want, f"reply to {cmd!r}")
-        base.quit_session(c)
-
-
-def stop_ok(d):
-    rc = d.stop()
-    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
-
-
 def t_dircache_answers_and_counts(ctx, base):
     """Four distinct questions, three of them asked again (one in other
     case): 4 misses, 3 hits, 4 answers held; one line, at SIGTERM."""
     d = ctx.start_daemon("dircache", directories=[CACHED])
     try:
         check_eq(cache_lines(d.log()), [], "cache lines before the stop")
-        ask_all(ctx, base, d, [
+        base.ask_all(ctx, d, [
             (b"VRFY jones\r\n", base.JONES),                # miss
             (b"VRFY jones\r\n", base.JONES),                # hit
             (b"VRFY nobody\r\n", base.NOBODY),              # miss: kept, negative
@@ -60,7 +47,7 @@ def t_dircache_expn_through_cache(ctx, base):
     is the same."""
     d = ctx.start_daemon("dircache-expn", directories=[CACHED])
     try:
-        ask_all(ctx, base, d, [(b"EXPN example-people\r\n", base.EXAMPLE_PEOPLE)] * 2)
+        base.ask_all(ctx, d, [(b"EXPN example-people\r\n", base.EXAMPLE_PEOPLE)] * 2)
     finally:
         stop_ok(d)
     # example-people, jones, smith, qsmith (postel@usc-isif.example is remote)
@@ -74,7 +61,7 @@ def t_dircache_second_in_chain(ctx, base):
     table does not know; one line, for the cached backend alone."""
     d = ctx.start_daemon("dircache-chain", directories=["table directory.table", CACHED])
     try:
-        ask_all(ctx, base, d, [
+        base.ask_all(ctx, d, [
             (b"VRFY nobody\r\n", base.NOBODY),      # first: not found; cache: miss
             (b"VRFY nobody\r\n", base.NOBODY),      # cache: hit
             (b"VRFY jones\r\n", base.JONES),        # first answers
@@ -86,23 +73,16 @@ def t_dircache_second_in_chain(ctx, base):
              "cache lines at the stop")
 
 
-def reload(d, count):
-    """SIGHUP; wait for the count-th reload of d."""
-    d.send_signal(signal.SIGHUP)
-    d.signaled = False      # a reload is not a stop
-    d.wait_log(rb"event=reload ", timeout=20, count=count)
-
-
 def t_dircache_reload_releases_old(ctx, base):
     """Each config has caches of its own, empty at its start; the line of
     a config replaced by a reload comes when its last holder lets go
     (here: at the next reload), each of the others' at the stop."""
     d = ctx.start_daemon("dircache-reload", directories=[CACHED])
     try:
-        ask_all(ctx, base, d, [(b"VRFY jones\r\n", base.JONES)] * 2)
-        reload(d, 1)
-        ask_all(ctx, base, d, [(b"VRFY jones\r\n", base.JONES)] * 3)
-        reload(d, 2)
+        base.ask_all(ctx, d, [(b"VRFY jones\r\n", base.JONES)] * 2)
+        reload_and_wait(d, 1)
+        base.ask_all(ctx, d, [(b"VRFY jones\r\n", base.JONES)] * 3)
+        reload_and_wait(d, 2)
         d.wait_log(rb"event=directory_cache backend=table hits=2 misses=1 ", timeout=20)
     finally:
         stop_ok(d)
@@ -116,24 +96,15 @@ def t_dircache_reload_releases_old(ctx, base):
 def t_dircache_check_config(ctx, base):
     """porterd -t: cache parameters are accepted and leave the table's
     count alone; a bad one is the config's error, at its line."""
-    conf = ctx.path("dircache-good.conf")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False, directories=[CACHED]))
-    r = base.run_porterd(ctx, ["-t", "-c", conf], "-t cache parameters")
-    check_eq((r.returncode, r.stdout.decode(), r.stderr),
-             (0, f"porterd: {conf}: configuration ok, {base.TABLE_ENTRIES} directory "
-              "entries\n", b""), "exit status, stdout, stderr")
-    conf = ctx.path("dircache-bad.conf")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False,
-                                 directories=["table directory.table cache_ttl=0"]))
-    with open(conf) as f:
-        line = 1 + next(i for i, ln in enumerate(f) if "cache_ttl=0" in ln)
-    r = base.run_porterd(ctx, ["-t", "-c", conf], "-t bad cache_ttl")
-    check_eq(r.returncode, 1, f"exit status (stderr {r.stderr!r})")
-    want = (f"porterd: {conf}:{line}: directory table: cache_ttl: '0' is not a time "
-            f"from 1s to 86400s (a number with s, m or h)\n").encode()
-    check(want in r.stderr, f"stderr {r.stderr!r} lacks {want!r}")
+    conf, r = porterd_check(ctx, "dircache-good",
+                            base.config_text(9, False, directories=[CACHED]))
+    check_config_ok(r, conf, base.TABLE_ENTRIES)
+    check_eq(r.stderr, b"", "stderr")
+    conf, r = porterd_check(ctx, "dircache-bad", base.config_text(
+        9, False, directories=["table directory.table cache_ttl=0"]))
+    want = (f"porterd: {conf}:{line_number(conf, 'cache_ttl=0')}: directory table: "
+            f"cache_ttl: '0' is not a time from 1s to 86400s (a number with s, m or h)\n")
+    check_config_refused(r, want.encode())
 
 
 def run(ctx, runner, base):

@@ -7,35 +7,15 @@ with the config they began with. Also systemd's notification protocol
 `porterd -t` resolving the user it would switch to.
 """
 import os
-import signal
 import socket
 import subprocess
 import time
 
-from harness import Client, Failure, check, check_eq
+from harness import (Client, Failure, check, check_config_refused, check_eq, porterd_check,
+                     reload_and_wait, write_fixture)
 
 NEWBIE = b"250 2.1.5 New Person <newbie@example.test>\r\n"
 NO_NEWBIE = b"550 5.1.1 <newbie>: no such user here\r\n"
-
-
-def write_table(ctx, name, text):
-    path = ctx.path(name)
-    tmp = path + ".new"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)   # as an administrator's editor or script would
-    return path
-
-
-def reload_and_wait(d, count, what="event=reload "):
-    """SIGHUP, then wait for the count-th outcome line."""
-    d.send_signal(signal.SIGHUP)
-    d.signaled = False      # a reload is not a stop
-    d.wait_log(rb"event=reload(_failed)? ", timeout=20, count=count)
-    last = [ln for ln in d.log().splitlines()
-            if b"event=reload " in ln or b"event=reload_failed" in ln][-1]
-    check(what.encode() in last, f"last reload outcome: {last!r}, wanted {what!r}")
-    return last
 
 
 def vrfy(ctx, d, arg):
@@ -49,12 +29,12 @@ def t_reload_valid(ctx, base):
     """A changed table and config are in force for new sessions; a
     session opened before keeps its answers; mail of new sessions goes
     to the new maildir."""
-    table = write_table(ctx, "reload.table", base.TABLE)
+    table = write_fixture(ctx, "reload.table", base.TABLE)
     d = ctx.start_daemon("reload", directories=[f"table {table}"])
     old = base.session(ctx, ("127.0.0.1", d.port))
     try:
         check_eq(vrfy(ctx, d, b"newbie"), NO_NEWBIE, "VRFY newbie before")
-        write_table(ctx, "reload.table", base.TABLE.replace(
+        write_fixture(ctx, "reload.table", base.TABLE.replace(
             "jones                  user     Fred Jones\n", "") +
             "newbie                 user     New Person\n")
         conf = open(d.config).read().replace("banner      porterd", "banner      reloaded")
@@ -109,10 +89,10 @@ def t_reload_broken(ctx, base):
     """A broken table, then a broken config: the error is logged with
     file:line, the old answers stay, the daemon keeps serving; fixing
     the file and reloading again works."""
-    table = write_table(ctx, "broken.table", base.TABLE)
+    table = write_fixture(ctx, "broken.table", base.TABLE)
     d = ctx.start_daemon("broken", directories=[f"table {table}"])
     try:
-        write_table(ctx, "broken.table", base.TABLE + "newbie  employee  New Person\n")
+        write_fixture(ctx, "broken.table", base.TABLE + "newbie  employee  New Person\n")
         line = reload_and_wait(d, 1, "event=reload_failed")
         lineno = base.TABLE.count("\n") + 1
         check(f"{table}:{lineno}:".encode() in line, f"file:line in {line!r}")
@@ -130,7 +110,7 @@ def t_reload_broken(ctx, base):
 
         with open(d.config, "w") as f:
             f.write(good)
-        write_table(ctx, "broken.table", base.TABLE + "newbie  user  New Person\n")
+        write_fixture(ctx, "broken.table", base.TABLE + "newbie  user  New Person\n")
         reload_and_wait(d, 3)
         check_eq(vrfy(ctx, d, b"newbie"), NEWBIE, "VRFY newbie once fixed")
     finally:
@@ -180,7 +160,7 @@ def t_reload_under_load(ctx, base):
     with the right replies, and each reload is swapped in."""
     if ctx.bench is None:
         raise Failure("needs the load generator (--bench)")
-    table = write_table(ctx, "load.table", big_table(100000))
+    table = write_fixture(ctx, "load.table", big_table(100000))
     d = ctx.start_daemon("hupload", directories=[f"table {table}"])
     argv = [os.path.join(ctx.bench, "load"), "session", "-p", str(d.port), "-t", "60",
             "-c", "1000", "-n", "5000", "-k", "3", "-a", "jones,user0099999,postmaster"]
@@ -264,17 +244,11 @@ def t_notify(ctx, base):
 def t_check_unknown_user(ctx, base):
     """As root, -t resolves user and group: a typo fails the check that
     ExecStartPre and ExecReload run, not the start."""
-    conf = ctx.path("badpriv.conf")
     for directive, word in (("user", "no-such-user-porterd"), ("group", "no-such-group-porterd")):
-        with open(conf, "w") as f:
-            f.write(base.config_text(base.free_port(False), False).replace(
-                f"{directive} ", f"#{directive} ") + f"{directive} {word}\n")
-        proc = subprocess.run([ctx.binary, "-t", "-c", conf], capture_output=True,
-                              text=True, timeout=30)
-        ctx.outputs.append(("porterd -t", (proc.stdout + proc.stderr).encode()))
-        check_eq(proc.returncode, 1, f"-t with {directive} {word}: {proc.stderr}")
-        check(f"{conf}: {directive} {word}: no such {directive}" in proc.stderr,
-              f"-t names the missing {directive}: {proc.stderr!r}")
+        text = base.config_text(base.free_port(False), False).replace(
+            f"{directive} ", f"#{directive} ") + f"{directive} {word}\n"
+        conf, r = porterd_check(ctx, "badpriv", text)
+        check_config_refused(r, f"{conf}: {directive} {word}: no such {directive}".encode())
 
 
 def run(ctx, runner, base):

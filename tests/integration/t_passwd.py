@@ -9,9 +9,9 @@ each SIGHUP reload, as the user porterd runs as.
 import os
 import pwd
 import re
-import signal
 
-from harness import check, check_eq
+from harness import (check, check_config_ok, check_config_refused, check_eq, line_number,
+                     porterd_check, reload_and_wait, stop_ok, write_fixture)
 
 # Accounts of a test system; root, daemon and nobody are outside the range.
 PASSWD = """\
@@ -40,33 +40,14 @@ def unknown(name):
 def write_passwd(ctx, name, text=PASSWD, mode=0o644):
     """The fixture, readable by the daemons (nobody, when run as root)
     unless mode says otherwise."""
-    path = ctx.path(name)
-    with open(path + ".new", "w") as f:
-        f.write(text)
-    os.chmod(path + ".new", mode)
-    os.replace(path + ".new", path)
-    return path
-
-
-def ask_all(ctx, base, d, rows):
-    """Each (command, reply) row on one session of d."""
-    with base.session(ctx, ("127.0.0.1", d.port)) as c:
-        for cmd, want in rows:
-            check_eq(c.cmd(cmd), want, f"reply to {cmd!r}")
-        base.quit_session(c)
-
-
-def stop_ok(d):
-    rc = d.stop()
-    check(not d.killed, "the daemon did not exit within 10 s of SIGTERM")
-    check_eq(rc, 0, f"exit status (log {d.log_tail()})")
+    return write_fixture(ctx, name, text, mode)
 
 
 def t_passwd_vrfy_expn(ctx, base):
     d = ctx.start_daemon("passwd", directories=[
         f"passwd file={write_passwd(ctx, 'passwd.fixture')} min_uid=1000"])
     try:
-        ask_all(ctx, base, d, [
+        base.ask_all(ctx, d, [
             (b"VRFY jones\r\n", JONES),
             (b"VRFY JONES\r\n", JONES),
             (b"VRFY <jones@example.test>\r\n", JONES),
@@ -117,7 +98,7 @@ def t_passwd_chain_order(ctx, base):
     passwd = f"passwd file={fixture} min_uid=1000"
     d = ctx.start_daemon("passwd-behind", directories=["table directory.table", passwd])
     try:
-        ask_all(ctx, base, d, [
+        base.ask_all(ctx, d, [
             (b"VRFY qsmith\r\n", base.QSMITH),      # the table's Quincy Smith
             (b"VRFY carol\r\n", CAROL),             # only in passwd
             (b"VRFY Example\r\n", CAROL),
@@ -129,7 +110,7 @@ def t_passwd_chain_order(ctx, base):
         stop_ok(d)
     d = ctx.start_daemon("passwd-before", directories=[passwd, "table directory.table"])
     try:
-        ask_all(ctx, base, d, [
+        base.ask_all(ctx, d, [
             (b"VRFY qsmith\r\n", QSMITH_PASSWD),
             (b"VRFY bob\r\n", base.FORWARD),
         ])
@@ -137,23 +118,11 @@ def t_passwd_chain_order(ctx, base):
         stop_ok(d)
 
 
-def directory_line(conf):
-    with open(conf) as f:
-        for n, line in enumerate(f, 1):
-            if line.startswith("directory"):
-                return n
-    raise AssertionError(f"no directory line in {conf}")
-
-
 def check_bad(ctx, base, name, directory, message):
-    conf = ctx.path(f"{name}.conf")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False, directories=[directory]))
-    r = base.run_porterd(ctx, ["-t", "-c", conf], f"-t {name}")
-    check_eq(r.returncode, 1, f"exit status (stdout {r.stdout!r})")
-    want = message.format(where=f"{conf}:{directory_line(conf)}")
+    conf, r = porterd_check(ctx, name, base.config_text(9, False, directories=[directory]))
+    want = message.format(where=f"{conf}:{line_number(conf, directory)}")
+    check_config_refused(r, f"porterd: {want}\n".encode())
     check_eq(r.stderr.decode(), f"porterd: {want}\n", "stderr")
-    check(b"configuration ok" not in r.stdout, f"stdout says {r.stdout!r}")
 
 
 def t_passwd_check_bad_parameter(ctx, base):
@@ -173,25 +142,11 @@ def t_passwd_check_missing_file(ctx, base):
 
 
 def t_passwd_check_ok(ctx, base):
-    conf = ctx.path("passwd-ok.conf")
     write_passwd(ctx, "passwd-ok.fixture")
-    with open(conf, "w") as f:
-        f.write(base.config_text(9, False, directories=[
-            "passwd file=passwd-ok.fixture min_uid=1000",
-            "passwd min_uid=0 max_uid=0"]))     # the system's root
-    r = base.run_porterd(ctx, ["-t", "-c", conf], "-t passwd ok")
-    check_eq(r.returncode, 0, f"exit status (stderr {r.stderr!r})")
-    check_eq(r.stdout.decode(), f"porterd: {conf}: configuration ok, "
-             f"{PASSWD_ADDRESSES + 1} directory entries\n", "stdout")
-
-
-def reload_outcome(d, count):
-    """SIGHUP; the count-th reload outcome line of the log."""
-    d.send_signal(signal.SIGHUP)
-    d.signaled = False      # a reload is not a stop
-    d.wait_log(rb"event=reload(_failed)? ", timeout=20, count=count)
-    return [ln for ln in d.log().splitlines()
-            if b"event=reload " in ln or b"event=reload_failed" in ln][-1]
+    conf, r = porterd_check(ctx, "passwd-ok", base.config_text(9, False, directories=[
+        "passwd file=passwd-ok.fixture min_uid=1000",
+        "passwd min_uid=0 max_uid=0"]))     # the system's root
+    check_config_ok(r, conf, PASSWD_ADDRESSES + 1)
 
 
 def t_passwd_read_as_root_then_as_user(ctx, base):
@@ -202,24 +157,24 @@ def t_passwd_read_as_root_then_as_user(ctx, base):
     d = ctx.start_daemon("passwd-root", directories=[f"passwd file={fixture}"])
     newbie = PASSWD + "newbie:x:1005:1005:New Person:/home/newbie:/bin/sh\n"
     try:
-        ask_all(ctx, base, d, [(b"VRFY jones\r\n", JONES)])
+        base.ask_all(ctx, d, [(b"VRFY jones\r\n", JONES)])
         with open(f"/proc/{d.pid}/status") as f:
             uids = [ln.split()[1:] for ln in f if ln.startswith("Uid:")][0]
         check_eq(set(uids), {str(pwd.getpwnam("nobody").pw_uid)},
                  "the daemon's uids after the start")
         write_passwd(ctx, "passwd-root.fixture", newbie, mode=0o600)
-        line = reload_outcome(d, 1)
+        line = reload_and_wait(d, 1, what=None)
         check(b"event=reload_failed" in line and
               f"{fixture}: Permission denied".encode() in line and b"kept=old" in line,
               f"reload of a file nobody cannot read: {line!r}")
-        ask_all(ctx, base, d, [(b"VRFY jones\r\n", JONES),
-                          (b"VRFY newbie\r\n", unknown(b"newbie"))])
+        base.ask_all(ctx, d, [(b"VRFY jones\r\n", JONES),
+                              (b"VRFY newbie\r\n", unknown(b"newbie"))])
         os.chmod(fixture, 0o644)
-        line = reload_outcome(d, 2)
+        line = reload_and_wait(d, 2, what=None)
         check(b"event=reload " in line and b"entries=%d" % (PASSWD_ADDRESSES + 1) in line,
               f"reload once readable: {line!r}")
-        ask_all(ctx, base, d, [(b"VRFY newbie\r\n",
-                           b"250 2.1.5 New Person <newbie@example.test>\r\n")])
+        base.ask_all(ctx, d, [(b"VRFY newbie\r\n",
+                               b"250 2.1.5 New Person <newbie@example.test>\r\n")])
     finally:
         stop_ok(d)
 

@@ -1,7 +1,7 @@
 /*
  * A config with a directory, built from text, for the session and
  * directory suites: the RFC 821 section 3.3 cast plus lists that nest,
- * loop and point nowhere.
+ * loop and point nowhere; and what a directory answers, as rows state it.
  */
 #ifndef PORTERD_FIXTURE_H
 #define PORTERD_FIXTURE_H
@@ -11,6 +11,7 @@
 
 #include "testutil.h"
 
+#include "porterd/command.h"
 #include "porterd/config.h"
 #include "porterd/directory.h"
 #include "porterd/log.h"
@@ -84,6 +85,72 @@ static inline void fixture_free(struct config **cfg, char **table_path)
 	free(*table_path);
 	*table_path = NULL;
 	nftw(fixture_mail_root, fixture_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- what a directory answers ---- */
+
+/* The last answer: a lookup's or an expansion's. */
+struct got {
+	int calls;
+	enum dir_status status;
+	char fullname[256], address[256], query[256];
+	char members[8192];	/* "name <addr>|<addr>|..." */
+	size_t nmembers;
+};
+
+static struct got got;
+
+static inline void got_keep(char *dst, size_t size, const char *s)
+{
+	snprintf(dst, size, "%s", s != NULL ? s : "(null)");
+}
+
+static inline void got_lookup(const struct dir_answer *a, void *arg)
+{
+	(void)arg;
+	got.calls++;
+	got.status = a->status;
+	got_keep(got.fullname, sizeof(got.fullname), a->fullname);
+	got_keep(got.address, sizeof(got.address), a->address);
+	got_keep(got.query, sizeof(got.query), a->query);
+}
+
+static inline void got_expansion(const struct dir_expansion *e, void *arg)
+{
+	size_t o = 0;
+
+	(void)arg;
+	got.calls++;
+	got.status = e->status;
+	got.nmembers = e->nmembers;
+	got_keep(got.query, sizeof(got.query), e->query);
+	got_keep(got.address, sizeof(got.address), e->address);
+	got.members[0] = '\0';
+	for (size_t i = 0; i < e->nmembers && o < sizeof(got.members); i++)
+		o += (size_t)snprintf(got.members + o, sizeof(got.members) - o, "%s%s%s<%s>",
+				      i ? "|" : "", e->members[i].fullname ? e->members[i].fullname : "",
+				      e->members[i].fullname ? " " : "", e->members[i].address);
+}
+
+/* Start a lookup or expansion of text in dir, its answer into got; the
+ * handle while it is outstanding. */
+static inline struct dir_request *fixture_ask_start(struct directory *dir, const char *text,
+						    bool expand)
+{
+	struct lookup_arg arg;
+
+	memset(&got, 0, sizeof(got));
+	ck_assert_int_eq(command_parse_lookup_arg(text, strlen(text), &arg), LOOKUP_ARG_OK);
+	if (expand)
+		return directory_expand(dir, &arg, got_expansion, NULL);
+	return directory_lookup(dir, &arg, got_lookup, NULL);
+}
+
+/* The same, for a directory that answers at once. */
+static inline void fixture_ask(struct directory *dir, const char *text, bool expand)
+{
+	ck_assert_ptr_null(fixture_ask_start(dir, text, expand));
+	ck_assert_int_eq(got.calls, 1);
 }
 
 #endif

@@ -8,16 +8,14 @@
  */
 #include "fixture.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "porterd/backend.h"
-#include "porterd/command.h"
+#include "backendtest.h"
 
 #define ERR_MAX 1024
 #define ANSWER_MAX 4096
-#define NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
 
 static const struct backend_ops *const ops = &backend_aliases_ops;
 
@@ -37,16 +35,16 @@ static void member_append(char *out, size_t size, size_t *len, const char *m)
 	ck_assert_uint_lt(*len, size);
 }
 
-struct answer {
+struct alias_answer {
 	int calls;
 	char text[ANSWER_MAX];
 };
 
-/* One answer as a line; fields an answer must not carry are asserted
- * empty. */
-static void answer_done(const struct dir_result *r, void *arg)
+/* One answer as a line, as the rows of these tests state it (a user has
+ * no full name here); fields an answer must not carry are asserted empty. */
+static void alias_answer_done(const struct dir_result *r, void *arg)
 {
-	struct answer *a = arg;
+	struct alias_answer *a = arg;
 	char members[ANSWER_MAX / 2] = "";
 	size_t len = 0;
 
@@ -80,97 +78,26 @@ static void answer_done(const struct dir_result *r, void *arg)
 	}
 }
 
-static const char *ask(struct backend *be, const char *local, struct answer *a)
+static const char *alias_ask(struct backend *be, const char *local,
+			     struct alias_answer *a)
 {
 	struct dir_query q = { .local = local, .by_name = true };
 
 	memset(a, 0, sizeof(*a));
-	ops->lookup(be, &q, answer_done, a);
+	ops->lookup(be, &q, alias_answer_done, a);
 	ck_assert_int_eq(a->calls, 1);
 	return a->text;
-}
-
-static struct backend *open_ok(const char *path)
-{
-	struct backend *be = NULL;
-	char err[ERR_MAX] = "";
-
-	ck_assert_msg(ops->open(path, "/nonexistent-base", &be, err,
-				sizeof(err)) == 0, "open %s: %s", path, err);
-	ck_assert_ptr_nonnull(be);
-	return be;
-}
-
-/* The message open fails with, or "(opened)". */
-static const char *open_error(const char *args, const char *base_dir,
-			      char *err, size_t errsize)
-{
-	struct backend *be = (struct backend *)&be;
-
-	err[0] = '\0';
-	if (ops->open(args, base_dir, &be, err, errsize) == 0) {
-		ops->close(&be);
-		return "(opened)";
-	}
-	ck_assert_ptr_null(be);
-	return err;
-}
-
-/* Rows that differ, gathered so that one run shows every wrong row. */
-struct report {
-	char text[16384];
-	size_t len;
-	int wrong;
-};
-
-static void report_add(struct report *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void report_add(struct report *r, const char *fmt, ...)
-{
-	size_t room = sizeof(r->text) - r->len;
-	va_list ap;
-	int n;
-
-	r->wrong++;
-	va_start(ap, fmt);
-	n = vsnprintf(r->text + r->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-static void report_check(const struct report *r)
-{
-	ck_assert_msg(r->wrong == 0, "%d rows wrong:\n%s", r->wrong, r->text);
 }
 
 /* A directory of files for one test, removed at the end. */
 static char tmpdir[64];
 
-static void tmpdir_make(void)
-{
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/porterd-aliases-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void tmpdir_remove(void)
-{
-	nftw(tmpdir, fixture_remove_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Write text to tmpdir/name; returns the path in a static buffer. */
 static const char *tmp_write(const char *name, const char *text)
 {
 	static char path[256];
-	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(text, 1, strlen(text), f), strlen(text));
-	ck_assert_int_eq(fclose(f), 0);
-	return path;
+	return temp_dir_write(tmpdir, name, text, path, sizeof(path));
 }
 
 /* ---- every syntax form, and what it answers ---- */
@@ -280,13 +207,13 @@ static const struct {
 START_TEST(test_forms)
 {
 	char *path = write_temp_file(forms_text);
-	struct backend *be = open_ok(path);
+	struct backend *be = open_ok(ops, path);
 	struct report r = { .len = 0 };
 
 	for (size_t i = 0; i < NROWS(forms_rows); i++) {
-		struct answer a;
+		struct alias_answer a;
 
-		if (strcmp(ask(be, forms_rows[i].local, &a), forms_rows[i].want) != 0)
+		if (strcmp(alias_ask(be, forms_rows[i].local, &a), forms_rows[i].want) != 0)
 			report_add(&r, "row %zu (\"%s\"): got \"%s\", want \"%s\"\n",
 				   i, forms_rows[i].local, a.text, forms_rows[i].want);
 	}
@@ -303,11 +230,11 @@ END_TEST
 START_TEST(test_null_local)
 {
 	char *path = write_temp_file("root: alice\n");
-	struct backend *be = open_ok(path);
+	struct backend *be = open_ok(ops, path);
 	struct dir_query q = { .local = NULL };
-	struct answer a = { 0 };
+	struct alias_answer a = { 0 };
 
-	ops->lookup(be, &q, answer_done, &a);
+	ops->lookup(be, &q, alias_answer_done, &a);
 	ck_assert_str_eq(a.text, "notfound");
 	ops->close(&be);
 	unlink(path);
@@ -322,11 +249,11 @@ START_TEST(test_empty_files)
 
 	for (size_t i = 0; i < NROWS(texts); i++) {
 		char *path = write_temp_file(texts[i]);
-		struct backend *be = open_ok(path);
-		struct answer a;
+		struct backend *be = open_ok(ops, path);
+		struct alias_answer a;
 
 		ck_assert_uint_eq(ops->count(be), 0);
-		ck_assert_str_eq(ask(be, "root", &a), "notfound");
+		ck_assert_str_eq(alias_ask(be, "root", &a), "notfound");
 		ops->close(&be);
 		unlink(path);
 		free(path);
@@ -409,7 +336,7 @@ START_TEST(test_error_rows)
 		char err[ERR_MAX], want[ERR_MAX];
 
 		snprintf(want, sizeof(want), error_rows[i].want, path);
-		if (strcmp(open_error(path, NULL, err, sizeof(err)), want) != 0)
+		if (strcmp(open_error(ops, path, NULL, err, sizeof(err)), want) != 0)
 			report_add(&r, "row %zu: got \"%s\", want \"%s\"\n", i, err, want);
 		unlink(path);
 		free(path);
@@ -424,7 +351,7 @@ START_TEST(test_errors_hide_programs)
 	char *path = write_temp_file("support: |/usr/bin/secret-program, /var/secret-file, @x\n");
 	char err[ERR_MAX];
 
-	open_error(path, NULL, err, sizeof(err));
+	open_error(ops, path, NULL, err, sizeof(err));
 	ck_assert_ptr_nonnull(strstr(err, "bad address '@x'"));
 	ck_assert_ptr_null(strstr(err, "secret"));
 	unlink(path);
@@ -436,24 +363,24 @@ START_TEST(test_open_args)
 {
 	char err[ERR_MAX], want[ERR_MAX];
 
-	ck_assert_str_eq(open_error("", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "", NULL, err, sizeof(err)),
 			 "aliases: expected one PATH");
-	ck_assert_str_eq(open_error(NULL, NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, NULL, NULL, err, sizeof(err)),
 			 "aliases: expected one PATH");
-	ck_assert_str_eq(open_error("a b", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "a b", NULL, err, sizeof(err)),
 			 "aliases: expected one PATH");
-	ck_assert_str_eq(open_error("/nonexistent/aliases", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "/nonexistent/aliases", NULL, err, sizeof(err)),
 			 "/nonexistent/aliases: No such file or directory");
-	ck_assert_str_eq(open_error("/tmp", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "/tmp", NULL, err, sizeof(err)),
 			 "/tmp: not a regular file");
 	/* a relative path is taken from base_dir */
-	ck_assert_str_eq(open_error("  aliases  ", "/nonexistent-base/", err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "  aliases  ", "/nonexistent-base/", err, sizeof(err)),
 			 "/nonexistent-base/aliases: No such file or directory");
-	tmpdir_make();
+	temp_dir_make(tmpdir, "aliases");
 	tmp_write("aliases", "root: alice\n");
 	snprintf(want, sizeof(want), "%s", tmpdir);
-	ck_assert_str_eq(open_error("aliases", want, err, sizeof(err)), "(opened)");
-	tmpdir_remove();
+	ck_assert_str_eq(open_error(ops, "aliases", want, err, sizeof(err)), "(opened)");
+	temp_dir_remove(tmpdir);
 }
 END_TEST
 
@@ -483,7 +410,7 @@ START_TEST(test_includes)
 			   "alice,bob@elsewhere.example,carol" },
 	};
 
-	tmpdir_make();
+	temp_dir_make(tmpdir, "aliases");
 	tmp_write("members.txt", "# subscribers\nalice\n\n  bob@Elsewhere.Example, carol\n");
 	tmp_write("solo.txt", "bob@elsewhere.example\n");
 	tmp_write("inner.txt", "inner\n");
@@ -501,18 +428,18 @@ START_TEST(test_includes)
 		 "progs: :include:progs.txt\n"
 		 "mixed: first, :include:members.txt, last\n"
 		 "twice: :include:members.txt, :include:members.txt\n", outer);
-	be = open_ok(tmp_write("aliases", aliases));
+	be = open_ok(ops, tmp_write("aliases", aliases));
 	for (size_t i = 0; i < NROWS(rows); i++) {
-		struct answer a;
+		struct alias_answer a;
 
-		if (strcmp(ask(be, rows[i].local, &a), rows[i].want) != 0)
+		if (strcmp(alias_ask(be, rows[i].local, &a), rows[i].want) != 0)
 			report_add(&r, "\"%s\": got \"%s\", want \"%s\"\n",
 				   rows[i].local, a.text, rows[i].want);
 	}
 	report_check(&r);
 	ck_assert_uint_eq(ops->count(be), NROWS(rows));
 	ops->close(&be);
-	tmpdir_remove();
+	temp_dir_remove(tmpdir);
 }
 END_TEST
 
@@ -524,14 +451,14 @@ static void expect_include_error(const char *text, const char *want_fmt)
 	const char *path = tmp_write("aliases", text);
 
 	snprintf(want, sizeof(want), want_fmt, tmpdir, tmpdir, tmpdir);
-	ck_assert_str_eq(open_error(path, NULL, err, sizeof(err)), want);
+	ck_assert_str_eq(open_error(ops, path, NULL, err, sizeof(err)), want);
 }
 
 START_TEST(test_include_errors)
 {
 	char name[256], text[64];
 
-	tmpdir_make();
+	temp_dir_make(tmpdir, "aliases");
 	snprintf(name, sizeof(name), "%s/sub", tmpdir);
 	ck_assert_int_eq(mkdir(name, 0700), 0);
 	expect_include_error("a: x\nb: :include:nope.txt\n",
@@ -566,7 +493,7 @@ START_TEST(test_include_errors)
 	/* a duplicate in the aliases file comes before an :include: error later */
 	expect_include_error("a: x\na: y\nb: :include:nope.txt\n",
 			     "%s/aliases:2: duplicate alias 'a' (first on line 1)");
-	tmpdir_remove();
+	temp_dir_remove(tmpdir);
 }
 END_TEST
 
@@ -601,61 +528,6 @@ static struct directory *chain_dir;
 static struct backend *chain_alias_be, *chain_table_be;
 static char *chain_alias_path, *chain_table_path;
 
-struct got {
-	int calls;
-	enum dir_status status;
-	char fullname[256], address[256];
-	char members[8192];	/* "name <addr>|<addr>|..." */
-};
-
-static struct got got;
-
-static void keep(char *dst, size_t size, const char *s)
-{
-	snprintf(dst, size, "%s", s != NULL ? s : "(null)");
-}
-
-static void on_lookup(const struct dir_answer *a, void *arg)
-{
-	(void)arg;
-	got.calls++;
-	got.status = a->status;
-	keep(got.fullname, sizeof(got.fullname), a->fullname);
-	keep(got.address, sizeof(got.address), a->address);
-}
-
-static void on_expand(const struct dir_expansion *e, void *arg)
-{
-	size_t o = 0;
-
-	(void)arg;
-	got.calls++;
-	got.status = e->status;
-	got.members[0] = '\0';
-	for (size_t i = 0; i < e->nmembers && o < sizeof(got.members); i++)
-		o += (size_t)snprintf(got.members + o, sizeof(got.members) - o,
-				      "%s%s%s<%s>", i ? "|" : "",
-				      e->members[i].fullname ? e->members[i].fullname : "",
-				      e->members[i].fullname ? " " : "",
-				      e->members[i].address);
-}
-
-static void chain_ask(const char *text, bool expand)
-{
-	struct lookup_arg arg;
-	struct dir_request *req;
-
-	memset(&got, 0, sizeof(got));
-	ck_assert_int_eq(command_parse_lookup_arg(text, strlen(text), &arg),
-			 LOOKUP_ARG_OK);
-	if (expand)
-		req = directory_expand(chain_dir, &arg, on_expand, NULL);
-	else
-		req = directory_lookup(chain_dir, &arg, on_lookup, NULL);
-	ck_assert_ptr_null(req);	/* both backends answer at once */
-	ck_assert_int_eq(got.calls, 1);
-}
-
 /* A directory of aliases_text and chain_table, in that order or the
  * other (table_first). */
 static void chain_build(const char *aliases_text, bool table_first)
@@ -670,7 +542,7 @@ static void chain_build(const char *aliases_text, bool table_first)
 				   sizeof(err)) == 0, "%s", err);
 	chain_alias_path = write_temp_file(aliases_text);
 	chain_table_path = write_temp_file(chain_table);
-	chain_alias_be = open_ok(chain_alias_path);
+	chain_alias_be = open_ok(ops, chain_alias_path);
 	ck_assert_msg(backend_table_ops.open(chain_table_path, NULL, &chain_table_be,
 					     err, sizeof(err)) == 0, "%s", err);
 	chain_dir = directory_new(chain_cfg);
@@ -721,7 +593,7 @@ static const struct {
 START_TEST(test_chain_lookup)
 {
 	ck_assert_uint_eq(directory_count(chain_dir), 16 + 4);
-	chain_ask(chain_lookup_rows[_i].query, false);
+	fixture_ask(chain_dir, chain_lookup_rows[_i].query, false);
 	ck_assert_msg(got.status == chain_lookup_rows[_i].status, "%s: status %d",
 		      chain_lookup_rows[_i].query, got.status);
 	ck_assert_str_eq(got.fullname, chain_lookup_rows[_i].fullname);
@@ -765,7 +637,7 @@ static const struct {
 
 START_TEST(test_chain_expand)
 {
-	chain_ask(chain_expand_rows[_i].query, true);
+	fixture_ask(chain_dir, chain_expand_rows[_i].query, true);
 	ck_assert_msg(got.status == chain_expand_rows[_i].status, "%s: status %d",
 		      chain_expand_rows[_i].query, got.status);
 	ck_assert_str_eq(got.members, chain_expand_rows[_i].members);
@@ -777,11 +649,11 @@ START_TEST(test_chain_table_first)
 {
 	chain_teardown();
 	chain_build(chain_aliases, true);
-	chain_ask("support", true);
+	fixture_ask(chain_dir, "support", true);
 	ck_assert_int_eq(got.status, DIR_LIST);
 	ck_assert_str_eq(got.members,
 			 "<support@example.test>|Alice Example <alice@example.test>");
-	chain_ask("jones-copy", true);
+	fixture_ask(chain_dir, "jones-copy", true);
 	ck_assert_str_eq(got.members, "<jones@example.test>|<jones@elsewhere.example>");
 }
 END_TEST
@@ -797,9 +669,9 @@ START_TEST(test_chain_depth_bound)
 	snprintf(text + o, sizeof(text) - o, "l20: alice\n");
 	chain_teardown();
 	chain_build(text, false);
-	chain_ask("l0", true);
+	fixture_ask(chain_dir, "l0", true);
 	ck_assert_int_eq(got.status, DIR_TOO_LARGE);
-	chain_ask("l10", true);
+	fixture_ask(chain_dir, "l10", true);
 	ck_assert_int_eq(got.status, DIR_LIST);
 	ck_assert_str_eq(got.members, "Alice Example <alice@example.test>");
 }
@@ -814,7 +686,7 @@ START_TEST(test_big_file)
 	size_t size = (size_t)BIG_ALIASES * 64, o = 0;
 	char *text = malloc(size), *path;
 	struct backend *be;
-	struct answer a;
+	struct alias_answer a;
 	char local[32], want[128];
 
 	ck_assert_ptr_nonnull(text);
@@ -823,15 +695,15 @@ START_TEST(test_big_file)
 				      "u%d: m%d, x%d@elsewhere.example\n", i, i, i);
 	path = write_temp_file(text);
 	free(text);
-	be = open_ok(path);
+	be = open_ok(ops, path);
 	ck_assert_uint_eq(ops->count(be), BIG_ALIASES);
 	for (int i = 0; i < BIG_ALIASES; i += 997) {
 		snprintf(local, sizeof(local), "U%d", i);
 		snprintf(want, sizeof(want),
 			 "list u%d members=m%d,x%d@elsewhere.example", i, i, i);
-		ck_assert_str_eq(ask(be, local, &a), want);
+		ck_assert_str_eq(alias_ask(be, local, &a), want);
 	}
-	ck_assert_str_eq(ask(be, "u200000", &a), "notfound");
+	ck_assert_str_eq(alias_ask(be, "u200000", &a), "notfound");
 	ops->close(&be);
 	unlink(path);
 	free(path);

@@ -12,64 +12,15 @@
 static struct config *cfg;
 static char *table_path;
 
-struct got {
-	int calls;
-	enum dir_status status;
-	char fullname[256], address[256], query[256];
-	char members[8192];	/* "name <addr>|<addr>|..." */
-	size_t nmembers;
-};
-
-static struct got got;
-
-static void keep(char *dst, size_t size, const char *s)
-{
-	snprintf(dst, size, "%s", s != NULL ? s : "(null)");
-}
-
-static void on_lookup(const struct dir_answer *a, void *arg)
-{
-	(void)arg;
-	got.calls++;
-	got.status = a->status;
-	keep(got.fullname, sizeof(got.fullname), a->fullname);
-	keep(got.address, sizeof(got.address), a->address);
-	keep(got.query, sizeof(got.query), a->query);
-}
-
-static void on_expand(const struct dir_expansion *e, void *arg)
-{
-	size_t o = 0;
-
-	(void)arg;
-	got.calls++;
-	got.status = e->status;
-	got.nmembers = e->nmembers;
-	keep(got.query, sizeof(got.query), e->query);
-	keep(got.address, sizeof(got.address), e->address);
-	got.members[0] = '\0';
-	for (size_t i = 0; i < e->nmembers && o < sizeof(got.members); i++)
-		o += (size_t)snprintf(got.members + o, sizeof(got.members) - o, "%s%s%s<%s>",
-				      i ? "|" : "", e->members[i].fullname ? e->members[i].fullname : "",
-				      e->members[i].fullname ? " " : "", e->members[i].address);
-}
-
 /* Start a lookup or expansion; the handle while it is outstanding. */
 static struct dir_request *ask_start(const char *text, bool expand)
 {
-	struct lookup_arg arg;
-
-	memset(&got, 0, sizeof(got));
-	ck_assert_int_eq(command_parse_lookup_arg(text, strlen(text), &arg), LOOKUP_ARG_OK);
-	if (expand)
-		return directory_expand(cfg->dir, &arg, on_expand, NULL);
-	return directory_lookup(cfg->dir, &arg, on_lookup, NULL);
+	return fixture_ask_start(cfg->dir, text, expand);
 }
 
 static void ask(const char *text, bool expand)
 {
-	ck_assert_ptr_null(ask_start(text, expand));	/* answered at once */
-	ck_assert_int_eq(got.calls, 1);
+	fixture_ask(cfg->dir, text, expand);
 }
 
 static void setup(void)
@@ -983,17 +934,6 @@ START_TEST(test_cache_params_errors)
 }
 END_TEST
 
-/* Read what was logged to f since it was opened. */
-static void read_log(FILE *f, char *buf, size_t size)
-{
-	size_t n;
-
-	ck_assert_int_eq(fflush(f), 0);
-	rewind(f);
-	n = fread(buf, 1, size - 1, f);
-	buf[n] = '\0';
-}
-
 static int occurrences(const char *s, const char *what)
 {
 	int n = 0;
@@ -1009,9 +949,8 @@ START_TEST(test_cache_counts_logged)
 {
 	char lines[1024], log[4096], err[128];
 	struct event_base *base = event_base_new();
-	FILE *f = tmpfile();
+	FILE *f;
 
-	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(base);
 	snprintf(lines, sizeof(lines), "directory table %s\ndirectory table %s cache_ttl=60s\n",
 		 table_path, table_path);
@@ -1024,11 +963,9 @@ START_TEST(test_cache_counts_logged)
 	ask("ghost@example.org", false);	/* hit */
 	ask("Ghost@Example.ORG", false);	/* hit: queries are lowercased */
 	ask("ghost@example.test", false);	/* miss: another address */
-	log_init(LOG_LEVEL_INFO, f);
+	f = log_capture_open(LOG_LEVEL_INFO);
 	config_unref(&cfg);
-	log_init(LOG_LEVEL_ERR, stderr);
-	read_log(f, log, sizeof(log));
-	fclose(f);
+	log_capture_read(f, log, sizeof(log));
 	ck_assert_msg(strstr(log, "porterd: level=info event=directory_cache backend=table "
 			     "hits=3 misses=3 entries=3 position=2\n") != NULL, "log: %s", log);
 	ck_assert_int_eq(occurrences(log, "event=directory_cache"), 1);
@@ -1040,17 +977,14 @@ START_TEST(test_cache_counts_logged)
 START_TEST(test_cache_unserved_not_logged)
 {
 	char lines[1024], log[4096];
-	FILE *f = tmpfile();
+	FILE *f;
 
-	ck_assert_ptr_nonnull(f);
 	snprintf(lines, sizeof(lines), "directory table %s cache_ttl=60s\n", table_path);
 	use_config(lines);
 	ask("jones", false);
-	log_init(LOG_LEVEL_INFO, f);
+	f = log_capture_open(LOG_LEVEL_INFO);
 	config_unref(&cfg);
-	log_init(LOG_LEVEL_ERR, stderr);
-	read_log(f, log, sizeof(log));
-	fclose(f);
+	log_capture_read(f, log, sizeof(log));
 	ck_assert_str_eq(log, "");
 }
 END_TEST
@@ -1060,17 +994,14 @@ START_TEST(test_no_cache_no_line)
 {
 	char log[4096], err[128];
 	struct event_base *base = event_base_new();
-	FILE *f = tmpfile();
+	FILE *f;
 
-	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(base);
 	ck_assert_int_eq(directory_attach(cfg->dir, base, err, sizeof(err)), 0);
 	ask("jones", false);
-	log_init(LOG_LEVEL_INFO, f);
+	f = log_capture_open(LOG_LEVEL_INFO);
 	directory_free(&cfg->dir);
-	log_init(LOG_LEVEL_ERR, stderr);
-	read_log(f, log, sizeof(log));
-	fclose(f);
+	log_capture_read(f, log, sizeof(log));
 	ck_assert_str_eq(log, "");
 	event_base_free(base);
 }

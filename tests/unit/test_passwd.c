@@ -15,81 +15,16 @@
 
 #include "porterd/backend.h"
 #include "porterd/log.h"
-#include "testutil.h"
+#include "backendtest.h"
 
 #define ERR_MAX 1024
-#define ANSWER_MAX 2048
-#define NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
 
 static const struct backend_ops *const ops = &backend_passwd_ops;
 
 /* ---- helpers ---- */
 
-struct answer {
-	int calls;
-	char text[ANSWER_MAX];
-};
-
-/* A user as "user KEY name=NAME"; the rest by their status. */
-static void answer_done(const struct dir_result *r, void *arg)
-{
-	struct answer *a = arg;
-
-	a->calls++;
-	ck_assert_ptr_null(r->members);
-	ck_assert_ptr_null(r->target);
-	if (r->status == DIR_USER)
-		snprintf(a->text, sizeof(a->text), "user %s name=%s", r->key,
-			 r->fullname != NULL ? r->fullname : "(none)");
-	else if (r->status == DIR_AMBIGUOUS)
-		snprintf(a->text, sizeof(a->text), "ambiguous");
-	else if (r->status == DIR_NOTFOUND)
-		snprintf(a->text, sizeof(a->text), "notfound");
-	else
-		snprintf(a->text, sizeof(a->text), "status %d", (int)r->status);
-}
-
-static const char *ask(struct backend *be, const char *address,
-		       const char *local, bool by_name, struct answer *a)
-{
-	struct dir_query q = { .address = address, .local = local,
-			       .by_name = by_name };
-
-	memset(a, 0, sizeof(*a));
-	ops->lookup(be, &q, answer_done, a);
-	ck_assert_int_eq(a->calls, 1);
-	return a->text;
-}
-
 /* A temporary directory for the fixtures of one test. */
 static char tmp_dir[64];
-
-static void tmp_setup(void)
-{
-	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/porterd-passwd-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-}
-
-static void tmp_teardown(void)
-{
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Write text to tmp_dir/name; the path into path. */
-static void write_fixture(const char *name, const char *text, char *path,
-			  size_t size)
-{
-	FILE *f;
-
-	snprintf(path, size, "%s/%s", tmp_dir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
-}
 
 static struct backend *open_args(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -107,21 +42,6 @@ static struct backend *open_args(const char *fmt, ...)
 				sizeof(err)) == 0, "open '%s': %s", args, err);
 	ck_assert_ptr_nonnull(be);
 	return be;
-}
-
-/* The message open fails with, or "(opened)". */
-static const char *open_error(const char *args, const char *base_dir,
-			      char *err, size_t errsize)
-{
-	struct backend *be = (struct backend *)&be;
-
-	err[0] = '\0';
-	if (ops->open(args, base_dir, &be, err, errsize) == 0) {
-		ops->close(&be);
-		return "(opened)";
-	}
-	ck_assert_ptr_null(be);
-	return err;
 }
 
 /* ---- the fixture ---- */
@@ -220,9 +140,9 @@ static char fixture_path[128];
 
 static void fixture_setup(void)
 {
-	tmp_setup();
-	write_fixture("passwd", fixture_text, fixture_path,
-		      sizeof(fixture_path));
+	temp_dir_make(tmp_dir, "passwd");
+	temp_dir_write(tmp_dir, "passwd", fixture_text, fixture_path,
+		       sizeof(fixture_path));
 	fixture = open_args("file=%s", fixture_path);
 }
 
@@ -230,33 +150,26 @@ static void fixture_teardown(void)
 {
 	ops->close(&fixture);
 	ck_assert_ptr_null(fixture);
-	tmp_teardown();
+	temp_dir_remove(tmp_dir);
 }
 
 static void check_rows(struct backend *be, const struct lookup_row *rows,
 		       size_t n)
 {
-	char wrong[8192] = "";
-	size_t len = 0;
-	int nwrong = 0;
+	struct report r = { .len = 0 };
 
 	for (size_t i = 0; i < n; i++) {
 		struct answer a;
-		const char *got = ask(be, rows[i].address, rows[i].local,
+		const char *got = ask(ops, be, rows[i].address, rows[i].local,
 				      rows[i].by_name, &a);
 
-		if (strcmp(got, rows[i].want) == 0)
-			continue;
-		nwrong++;
-		len += (size_t)snprintf(wrong + len, sizeof(wrong) - len,
-			"  %s%s%s by_name=%d: got '%s', want '%s'\n",
-			rows[i].local, rows[i].address ? " " : "",
-			rows[i].address ? rows[i].address : "",
-			rows[i].by_name, got, rows[i].want);
-		if (len >= sizeof(wrong))
-			len = sizeof(wrong) - 1;
+		if (strcmp(got, rows[i].want) != 0)
+			report_add(&r, "  %s%s%s by_name=%d: got '%s', want '%s'\n",
+				   rows[i].local, rows[i].address ? " " : "",
+				   rows[i].address ? rows[i].address : "",
+				   rows[i].by_name, got, rows[i].want);
 	}
-	ck_assert_msg(nwrong == 0, "%d rows wrong:\n%s", nwrong, wrong);
+	report_check(&r);
 }
 
 START_TEST(test_default_rows)
@@ -318,7 +231,7 @@ START_TEST(test_uid_range_one)
 	struct answer a;
 
 	ck_assert_uint_eq(ops->count(be), 1);
-	ck_assert_str_eq(ask(be, NULL, "top", false, &a),
+	ck_assert_str_eq(ask(ops, be, NULL, "top", false, &a),
 			 "user top name=Top Of Range");
 	ops->close(&be);
 }
@@ -397,17 +310,10 @@ static const struct lookup_row odd_rows[] = {
 /* Everything logged while fn runs, with warnings on. */
 static void logged(void (*fn)(void *), void *arg, char *out, size_t size)
 {
-	FILE *f = tmpfile();
-	size_t n;
+	FILE *f = log_capture_open(LOG_LEVEL_WARN);
 
-	ck_assert_ptr_nonnull(f);
-	log_init(LOG_LEVEL_WARN, f);
 	fn(arg);
-	log_init(LOG_LEVEL_ERR, stderr);
-	rewind(f);
-	n = fread(out, 1, size - 1, f);
-	out[n] = '\0';
-	fclose(f);
+	log_capture_read(f, out, size);
 }
 
 static void open_odd(void *arg)
@@ -420,7 +326,7 @@ START_TEST(test_odd_names_left_out)
 	char path[128], log[2048];
 	struct backend *be = NULL;
 
-	write_fixture("odd", odd_names_text, path, sizeof(path));
+	temp_dir_write(tmp_dir, "odd", odd_names_text, path, sizeof(path));
 	logged(open_odd, &be, log, sizeof(log));
 	check_rows(be, odd_rows, NROWS(odd_rows));
 	ck_assert_uint_eq(ops->count(be), 3);
@@ -472,15 +378,15 @@ START_TEST(test_long_gecos)
 	memset(text + len, '&', 300);
 	len += 300;
 	snprintf(text + len, sizeof(text) - len, ":/:/bin/sh\n");
-	write_fixture("long", text, path, sizeof(path));
+	temp_dir_write(tmp_dir, "long", text, path, sizeof(path));
 	be = open_args("file=%s", path);
 	memset(want, 0, sizeof(want));
 	snprintf(want, sizeof(want), "user fits name=");
 	memset(want + strlen(want), 'a', 1024);
-	ck_assert_str_eq(ask(be, NULL, "fits", false, &a), want);
-	ck_assert_str_eq(ask(be, NULL, "long", false, &a),
+	ck_assert_str_eq(ask(ops, be, NULL, "fits", false, &a), want);
+	ck_assert_str_eq(ask(ops, be, NULL, "long", false, &a),
 			 "user long name=(none)");
-	ck_assert_str_eq(ask(be, NULL, "amps", false, &a),
+	ck_assert_str_eq(ask(ops, be, NULL, "amps", false, &a),
 			 "user amps name=(none)");
 	ops->close(&be);
 }
@@ -492,10 +398,10 @@ START_TEST(test_empty_file)
 	struct backend *be;
 	struct answer a;
 
-	write_fixture("empty", "", path, sizeof(path));
+	temp_dir_write(tmp_dir, "empty", "", path, sizeof(path));
 	be = open_args("file=%s", path);
 	ck_assert_uint_eq(ops->count(be), 0);
-	ck_assert_str_eq(ask(be, NULL, "jones", true, &a), "notfound");
+	ck_assert_str_eq(ask(ops, be, NULL, "jones", true, &a), "notfound");
 	ops->close(&be);
 }
 END_TEST
@@ -553,7 +459,7 @@ START_TEST(test_error_rows)
 	char err[ERR_MAX];
 
 	for (size_t i = 0; i < NROWS(error_rows); i++)
-		ck_assert_msg(strcmp(open_error(error_rows[i].args,
+		ck_assert_msg(strcmp(open_error(ops, error_rows[i].args,
 						"/nonexistent-base", err,
 						sizeof(err)),
 				     error_rows[i].want) == 0,
@@ -570,12 +476,12 @@ START_TEST(test_error_path_too_long)
 	/* the path itself */
 	memcpy(args, "file=/", 6);
 	memset(args + 6, 'p', 4200);
-	ck_assert_str_eq(open_error(args, NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, args, NULL, err, sizeof(err)),
 			 "passwd: file: path too long");
 	/* a relative path with the base directory in front */
 	base[0] = '/';
 	memset(base + 1, 'b', sizeof(base) - 2);
-	ck_assert_str_eq(open_error("file=x", base, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, "file=x", base, err, sizeof(err)),
 			 "passwd: file: path too long");
 }
 END_TEST
@@ -607,7 +513,7 @@ START_TEST(test_unreadable_file)
 	ck_assert_int_eq(chmod(fixture_path, 0), 0);
 	snprintf(args, sizeof(args), "file=%s", fixture_path);
 	snprintf(want, sizeof(want), "%s: Permission denied", fixture_path);
-	ck_assert_str_eq(open_error(args, NULL, err, sizeof(err)), want);
+	ck_assert_str_eq(open_error(ops, args, NULL, err, sizeof(err)), want);
 }
 END_TEST
 
@@ -628,13 +534,13 @@ START_TEST(test_system_accounts)
 	struct answer a;
 
 	/* root (uid 0) is below the default range */
-	ck_assert_str_eq(ask(be, NULL, "root", false, &a), "notfound");
+	ck_assert_str_eq(ask(ops, be, NULL, "root", false, &a), "notfound");
 	ops->close(&be);
 
 	be = open_args("min_uid=0");
-	ck_assert_int_eq(strncmp(ask(be, NULL, "root", false, &a),
+	ck_assert_int_eq(strncmp(ask(ops, be, NULL, "root", false, &a),
 				 "user root name=", 15), 0);
-	ck_assert_str_eq(ask(be, "root@example.test", "root", false, &a),
+	ck_assert_str_eq(ask(ops, be, "root@example.test", "root", false, &a),
 			 a.text);
 	ck_assert_uint_ge(ops->count(be), 1);
 	ops->close(&be);

@@ -8,7 +8,6 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,47 +23,16 @@
 #include "porterd/directory.h"
 #include "porterd/log.h"
 #include "porterd/pgsql.h"
-#include "testutil.h"
+#include "backendtest.h"
 
 #define ERR_MAX 1024
 #define ANSWER_MAX 2048
-#define NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
 
 static const struct backend_ops *const ops = &backend_pgsql_ops;
 
 #define QUERIES "query_user=\"SELECT name FROM mailbox WHERE local_part = $1 " \
 	"AND domain = $2\" query_list=\"SELECT goto FROM alias WHERE " \
 	"address = $1 || '@' || $2\""
-
-/* ---- reporting every wrong row at once ---- */
-
-struct report {
-	char text[16384];
-	size_t len;
-	int wrong;
-};
-
-static void report_add(struct report *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void report_add(struct report *r, const char *fmt, ...)
-{
-	size_t room = sizeof(r->text) - r->len;
-	va_list ap;
-	int n;
-
-	r->wrong++;
-	va_start(ap, fmt);
-	n = vsnprintf(r->text + r->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-static void report_check(const struct report *r)
-{
-	ck_assert_msg(r->wrong == 0, "%d rows wrong:\n%s", r->wrong, r->text);
-}
 
 /* ---- parameters ---- */
 
@@ -467,12 +435,9 @@ START_TEST(test_skipped_logged_once)
 	struct pgsql_rows rows = { .len = 0 };
 	struct dir_result res;
 	const char *why;
-	char *log = NULL;
-	size_t loglen = 0;
-	FILE *f = open_memstream(&log, &loglen);
+	char log[1024];
+	FILE *f = log_capture_open(LOG_LEVEL_WARN);
 
-	ck_assert_ptr_nonnull(f);
-	log_init(LOG_LEVEL_WARN, f);
 	pgsql_rows_add(&rows, "<a>,b@x.example,\x1b[31m,c@@x", 26, NULL, 0);
 	pgsql_rows_add(&rows, "<d>", 3, NULL, 0);
 	ck_assert_int_eq(pgsql_answer_list(&rows, "staff", domains, 2, &res, &why),
@@ -481,15 +446,12 @@ START_TEST(test_skipped_logged_once)
 	pgsql_rows_add(&rows, "a b", 3, "A", 1);
 	pgsql_rows_add(&rows, "c", 1, "C", 1);
 	ck_assert_int_eq(pgsql_answer_name(&rows, &res, &why), DIR_USER);
-	fflush(f);
+	log_capture_read(f, log, sizeof(log));
 	ck_assert_str_eq(log,
 		"porterd: level=warning event=pgsql_skip query=query_list values=4 "
 		"first=\"<a>\" reason=not_an_address\n"
 		"porterd: level=warning event=pgsql_skip query=query_name values=1 "
 		"first=\"a b\" reason=not_an_address\n");
-	log_init(LOG_LEVEL_ERR, stderr);
-	fclose(f);
-	free(log);
 	pgsql_rows_free(&rows);
 }
 END_TEST
@@ -623,7 +585,8 @@ static struct backend *open_at(int port, const char *more)
 	return be;
 }
 
-static void ask(struct backend *be, struct answers *a)
+/* Ask for jones, the answer into a. */
+static void ask_jones(struct backend *be, struct answers *a)
 {
 	struct dir_query q = { .local = "jones", .by_name = true,
 			       .domains = domains, .ndomains = NROWS(domains) };
@@ -651,7 +614,7 @@ START_TEST(test_before_attach)
 	struct answers a = { 0 };
 
 	ck_assert_uint_eq(ops->count(be), 0);
-	ask(be, &a);
+	ask_jones(be, &a);
 	ck_assert_int_eq(a.calls, 1);
 	ck_assert_int_eq(a.tempfail, 1);
 	ops->close(&be);
@@ -670,14 +633,14 @@ START_TEST(test_closed_port)
 	double t0 = now_s();
 
 	ck_assert_int_eq(ops->attach(be, base, err, sizeof(err)), 0);
-	ask(be, &a);
+	ask_jones(be, &a);
 	loop_until(base, &a, 1, 5.0);
 	ck_assert_int_eq(a.calls, 1);
 	ck_assert_int_eq(a.last, DIR_TEMPFAIL);
 	ck_assert_msg(now_s() - t0 < 1.5, "answered after %.1f s", now_s() - t0);
 	/* still down a while later: answered again, still a temporary failure */
 	loop_until(base, &a, 99, 0.5);
-	ask(be, &a);
+	ask_jones(be, &a);
 	loop_until(base, &a, 2, 5.0);
 	ck_assert_int_eq(a.calls, 2);
 	ck_assert_int_eq(a.tempfail, 2);
@@ -696,7 +659,7 @@ START_TEST(test_silent_server)
 	double t0 = now_s(), took;
 
 	ck_assert_int_eq(ops->attach(be, base, err, sizeof(err)), 0);
-	ask(be, &a);
+	ask_jones(be, &a);
 	ck_assert_int_eq(a.calls, 0);
 	loop_until(base, &a, 1, 5.0);
 	took = now_s() - t0;
@@ -721,10 +684,10 @@ START_TEST(test_queue_full_and_close)
 
 	ck_assert_int_eq(ops->attach(be, base, err, sizeof(err)), 0);
 	for (int i = 0; i < PGSQL_QUEUE_MAX; i++)
-		ask(be, &a);
+		ask_jones(be, &a);
 	loop_until(base, &a, 1, 0.3);
 	ck_assert_int_eq(a.calls, 0);
-	ask(be, &over);
+	ask_jones(be, &over);
 	ck_assert_int_eq(over.calls, 1);
 	ck_assert_int_eq(over.tempfail, 1);
 	ops->close(&be);

@@ -47,36 +47,25 @@ static void run_loop(struct outcome *o)
 	event_base_dispatch(o->base);
 }
 
-static char *dir_tmp;
+static char dir_tmp[64];
 
 static void setup(void)
 {
-	char tmpl[] = "/tmp/porterd-reload-XXXXXX";
-
 	log_init(LOG_LEVEL_ERR, NULL);
-	dir_tmp = strdup(mkdtemp(tmpl));
+	temp_dir_make(dir_tmp, "reload");
 }
 
 static void teardown(void)
 {
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir_tmp);
-	ck_assert_int_eq(system(cmd), 0);
-	free(dir_tmp);
+	temp_dir_remove(dir_tmp);
 }
 
+/* Write text to dir_tmp/name; a heap path the caller frees. */
 static char *file_in_tmp(const char *name, const char *text)
 {
-	char *path = malloc(strlen(dir_tmp) + strlen(name) + 2);
-	FILE *f;
+	char path[256];
 
-	sprintf(path, "%s/%s", dir_tmp, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
+	return strdup(temp_dir_write(dir_tmp, name, text, path, sizeof(path)));
 }
 
 #define CONF "listen 127.0.0.1:2525\ndomains example.test\n" \

@@ -1,5 +1,6 @@
 /* String helpers that every command passes through: str_has_8bit() word by
- * word must agree with the octet-by-octet definition everywhere. */
+ * word must agree with the octet-by-octet definition everywhere; numbers
+ * and times read the same in the config and in every backend. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -67,6 +68,68 @@ START_TEST(test_hint_huge_keeps_contents)
 }
 END_TEST
 
+/* Numbers and times as porterd.conf and the backends' parameters write
+ * them: 1 to 9 digits, a time with an optional unit. */
+static const struct {
+	const char *text;
+	bool is_time;
+	bool ok;
+	uint64_t want;
+} parse_rows[] = {
+	{ "0", false, true, 0 },
+	{ "42", false, true, 42 },
+	{ "999999999", false, true, 999999999 },
+	{ "1234567890", false, false, 0 },
+	{ "", false, false, 0 },
+	{ "12x", false, false, 0 },
+	{ "-1", false, false, 0 },
+	{ "10s", false, false, 0 },
+	{ "10", true, true, 10 },
+	{ "10s", true, true, 10 },
+	{ "2m", true, true, 120 },
+	{ "2H", true, true, 7200 },
+	{ "999999999h", true, true, 999999999ULL * 3600 },
+	{ "s", true, false, 0 },
+	{ "", true, false, 0 },
+	{ "5d", true, false, 0 },
+	{ "500ms", true, false, 0 },
+	{ "1234567890s", true, false, 0 },
+};
+
+START_TEST(test_parse_rows)
+{
+	const char *t = parse_rows[_i].text;
+	uint64_t v = 7;
+	bool ok = parse_rows[_i].is_time ? str_parse_seconds(t, strlen(t), &v)
+					 : str_parse_digits(t, strlen(t), &v);
+
+	ck_assert_msg(ok == parse_rows[_i].ok, "'%s': %d", t, ok);
+	ck_assert_uint_eq(v, ok ? parse_rows[_i].want : 7);
+}
+END_TEST
+
+/* Only len octets are read: a number may be part of a longer word. */
+START_TEST(test_parse_span)
+{
+	uint64_t v;
+
+	ck_assert(str_parse_digits("123=4", 3, &v));
+	ck_assert_uint_eq(v, 123);
+	ck_assert(str_parse_seconds("5m cache", 2, &v));
+	ck_assert_uint_eq(v, 300);
+}
+END_TEST
+
+START_TEST(test_error_message)
+{
+	char err[8];
+
+	ck_assert_int_eq(str_error(err, sizeof(err), "%s %d", "abc", 12345), -1);
+	ck_assert_str_eq(err, "abc 123");
+	ck_assert_int_eq(str_error(NULL, 0, "%s", "nowhere"), -1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("strutil");
@@ -76,6 +139,10 @@ int main(void)
 	tcase_add_test(tc, test_has_8bit_boundaries);
 	tcase_add_test(tc, test_errno_text);
 	tcase_add_test(tc, test_hint_huge_keeps_contents);
+	tcase_add_loop_test(tc, test_parse_rows, 0,
+			    sizeof(parse_rows) / sizeof(parse_rows[0]));
+	tcase_add_test(tc, test_parse_span);
+	tcase_add_test(tc, test_error_message);
 	suite_add_tcase(s, tc);
 	return testutil_run(s);
 }

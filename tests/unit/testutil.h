@@ -1,6 +1,7 @@
 /*
  * Helpers shared by the Check suites: a reply sink that captures what a
- * module sends, and temporary files for fixtures.
+ * module sends, temporary files and directories for fixtures, and the
+ * log captured while a test runs.
  */
 #ifndef PORTERD_TESTUTIL_H
 #define PORTERD_TESTUTIL_H
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "porterd/log.h"
 #include "porterd/reply.h"
 
 struct capture {
@@ -44,9 +46,9 @@ static inline const char *capture_take(struct capture *c, char *out, size_t outs
 	return out;
 }
 
-/* Write text to a new temporary file (suffix lets a test name it); returns
- * a heap path the caller unlinks and frees. */
-static inline char *write_temp_file(const char *text)
+/* Write len octets of data (NULs too) to a new temporary file; returns a
+ * heap path the caller unlinks and frees. */
+static inline char *write_temp_bytes(const char *data, size_t len)
 {
 	char *path = strdup("/tmp/porterd-test-XXXXXX");
 	int fd;
@@ -54,9 +56,73 @@ static inline char *write_temp_file(const char *text)
 	ck_assert_ptr_nonnull(path);
 	fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
 	close(fd);
 	return path;
+}
+
+/* The same for text. */
+static inline char *write_temp_file(const char *text)
+{
+	return write_temp_bytes(text, strlen(text));
+}
+
+/* A new temporary directory /tmp/porterd-WHAT-XXXXXX, its path in dir. */
+static inline void temp_dir_make(char dir[64], const char *what)
+{
+	snprintf(dir, 64, "/tmp/porterd-%s-XXXXXX", what);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* Remove dir and everything in it. */
+static inline void temp_dir_remove(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Write text to dir/name; returns path, where its path goes. */
+static inline const char *temp_dir_write(const char *dir, const char *name,
+					 const char *text, char *path,
+					 size_t pathsize)
+{
+	FILE *f;
+
+	ck_assert_int_lt(snprintf(path, pathsize, "%s/%s", dir, name),
+			 (int)pathsize);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, strlen(text), f), strlen(text));
+	ck_assert_int_eq(fclose(f), 0);
+	return path;
+}
+
+/* Log at level into a temporary file from now on: what log_capture_read()
+ * gives back. */
+static inline FILE *log_capture_open(enum log_level level)
+{
+	FILE *f = tmpfile();
+
+	ck_assert_ptr_nonnull(f);
+	log_init(level, f);
+	return f;
+}
+
+/* Back to errors only, on stderr; what was logged into f since
+ * log_capture_open(), as a string in out. Closes f. */
+static inline const char *log_capture_read(FILE *f, char *out, size_t size)
+{
+	size_t n;
+
+	log_init(LOG_LEVEL_ERR, stderr);
+	ck_assert_int_eq(fflush(f), 0);
+	rewind(f);
+	n = fread(out, 1, size - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return out;
 }
 
 /* Run every test of s; the exit status says whether all passed. */
