@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""gen_table.py — write a porterd table of N users for bench/maplookup.
+"""gen_table.py — write a porterd table of N users for bench/maplookup and
+bench/tablelookup.
 
     python3 bench/gen_table.py N OUT
 

@@ -12,8 +12,8 @@
  * each set twice: a first pass that faults the pages in, and the pass it
  * reports, in CPU time of this thread (and in wall time beside it).
  * Every answer is checked, so a wrong map fails the run. With HOT, the
- * queries are drawn from HOT random entries only: the cost of the B-tree's
- * depth alone, with the pages it reads in the CPU caches.
+ * queries are drawn from HOT random entries only: the cost of a lookup
+ * alone, with the lines of the map it reads in the CPU caches.
  * One result line a set; it runs once, in one thread, and stops by itself.
  */
 #include <stdbool.h>
@@ -134,8 +134,9 @@ static void fill(struct query_set *s, const struct picker *p, int kind)
 		if (kind == 0)
 			snprintf(s->text[i], QUERY_MAX, "user%llu", (unsigned long long)r);
 		else if (kind == 1)
-			/* Beside "user<r>" in key order: the search goes
-			 * as deep as for a key that is there. */
+			/* Beside "user<r>" in key order, where a search of
+			 * a sorted map goes as deep as for a key that is
+			 * there; a hash table gives it no such help. */
 			snprintf(s->text[i], QUERY_MAX, "user%llux", (unsigned long long)r);
 		else
 			snprintf(s->text[i], QUERY_MAX, "given%llu family%llu",

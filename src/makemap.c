@@ -7,10 +7,12 @@
  * only once it is complete and on disk. It must never accept a table the
  * `table` backend refuses: the table is read by that backend's parser.
  *
- * Large tables: every database is written in its own key order with
- * MDB_APPEND (MDB_APPENDDUP for the name indexes) in large transactions,
- * so LMDB fills its pages left to right, never searching or splitting;
- * the sorting is done in memory first.
+ * Large tables: the records and the slot table that finds them are two
+ * values, each one run of pages, written straight into the room LMDB
+ * reserves for them (MDB_RESERVE), with no copy made first. The name
+ * indexes are written in their key order with MDB_APPENDDUP in large
+ * transactions, so LMDB fills their pages left to right, never searching
+ * or splitting; the sorting is done in memory first.
  */
 #include "porterd/makemap.h"
 
@@ -24,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "porterd/command.h"
 #include "porterd/lmdbmap.h"
 #include "porterd/strutil.h"
 #include "porterd/table.h"
@@ -34,16 +37,15 @@
 
 enum map_db { DB_META, DB_KEYS, DB_FULLNAMES, DB_WORDS, DB__COUNT };
 
-/* One record to write, in the order it is written: a key, or a (full
- * name or word, key) pair of a name index. */
+/* One (full name or word, user) pair of a name index, in the order it
+ * is written. */
 struct item {
 	uint64_t prefix;	/* the first 8 octets, big-endian: most
 				 * comparisons end on it, with no pointer
 				 * followed */
 	const char *text;
 	uint32_t len;
-	uint32_t ref;		/* a key: its table entry; a pair: the
-				 * key's place in the sorted keys */
+	uint32_t ref;		/* the user's table entry */
 };
 
 struct builder {
@@ -51,11 +53,16 @@ struct builder {
 	char *err;
 	size_t errsize;
 	struct backend *table;
-	struct item *keys, *fullnames, *words;
-	size_t nkeys, nfullnames, nwords;
+	size_t nkeys;
+	uint32_t *loc;		/* each table entry's record locator */
+	size_t records_size;
+	size_t buckets;		/* of the slot table */
+	size_t slots_size;
+	unsigned char *taken;	/* slots taken in each bucket */
+	struct item *fullnames, *words;
+	size_t nfullnames, nwords;
 	char *lower;		/* lowercase copies of all full names */
-	char *value;		/* the value of the key being written */
-	size_t value_cap;
+	uint32_t pair_value;	/* the locator of the pair being written */
 	char meta_format[16], meta_entries[32];
 	int fd;			/* the file being built, while tmp_live */
 	MDB_env *env;
@@ -65,12 +72,15 @@ struct builder {
 
 /* Fills the key and value of record i of a step; 0 or an errno value. */
 typedef int item_fn(struct builder *b, size_t i, MDB_val *k, MDB_val *v);
+/* Writes record i's value where MDB_RESERVE put it. */
+typedef void fill_fn(struct builder *b, size_t i, void *data);
 
 struct step {
 	enum map_db db;
 	unsigned flags;
 	size_t n;
 	item_fn *item;
+	fill_fn *fill;		/* with MDB_RESERVE */
 };
 
 static void build_error(struct builder *b, const char *what, int rc)
@@ -98,9 +108,9 @@ static struct item item_make(const char *text, size_t len, size_t ref)
 
 /*
  * LMDB's default order (memcmp over the shorter, then the shorter first),
- * then the key's place: the order MDB_APPEND and MDB_APPENDDUP need. The
- * zero padding of a short prefix sorts it first, as LMDB does, because no
- * text holds a NUL.
+ * then the entry's place, which is its locator's order: the order
+ * MDB_APPENDDUP needs. The zero padding of a short prefix sorts it first,
+ * as LMDB does, because no text holds a NUL.
  */
 static int item_cmp(const void *pa, const void *pb)
 {
@@ -138,7 +148,195 @@ static size_t items_sort_unique(struct item *items, size_t n)
 	return out + 1;
 }
 
-/* ---- collecting the records ---- */
+/* ---- the records ---- */
+
+/* Octets of an entry's value: the kind byte and the kind's strings. */
+static size_t value_size(const struct dir_result *r)
+{
+	size_t n = 1;
+
+	if (r->status == DIR_LIST)
+		for (size_t i = 0; i < r->nmembers; i++)
+			n += strlen(r->members[i]) + 1;
+	else if (r->status == DIR_USER)
+		n += r->fullname != NULL ? strlen(r->fullname) + 1 : 0;
+	else
+		n += strlen(r->target) + 1;
+	return n;
+}
+
+static size_t value_put(unsigned char *v, size_t off, const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	memcpy(v + off, s, n);
+	return off + n;
+}
+
+/* An entry's value (lmdbmap.h) at v; its length. */
+static size_t value_write(const struct dir_result *r, unsigned char *v)
+{
+	size_t len = 1;
+
+	switch (r->status) {
+	case DIR_USER:
+		v[0] = LMDBMAP_KIND_USER;
+		if (r->fullname != NULL)
+			len = value_put(v, len, r->fullname);
+		break;
+	case DIR_LIST:
+		v[0] = LMDBMAP_KIND_LIST;
+		for (size_t i = 0; i < r->nmembers; i++)
+			len = value_put(v, len, r->members[i]);
+		break;
+	default:
+		v[0] = r->status == DIR_FORWARD ? LMDBMAP_KIND_FORWARD
+						: LMDBMAP_KIND_MOVED;
+		len = value_put(v, len, r->target);
+		break;
+	}
+	return len;
+}
+
+static size_t record_size(size_t keylen, size_t valuelen)
+{
+	size_t n = LMDBMAP_RECORD_HEAD + keylen + valuelen;
+
+	return (n + LMDBMAP_RECORD_ALIGN - 1) / LMDBMAP_RECORD_ALIGN *
+	       LMDBMAP_RECORD_ALIGN;
+}
+
+/* Where each entry's record goes, in table order, and their total. */
+static int records_plan(struct builder *b)
+{
+	uint64_t off = 0;
+
+	b->nkeys = table_entry_count(b->table);
+	if (b->nkeys >= UINT32_MAX)
+		return EFBIG;
+	b->loc = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*b->loc));
+	if (b->loc == NULL)
+		return ENOMEM;
+	for (size_t i = 0; i < b->nkeys; i++) {
+		struct dir_result r;
+		size_t vlen;
+
+		table_entry_get(b->table, i, &r);
+		vlen = value_size(&r);
+		if (strlen(r.key) > ADDRESS_PATH_MAX)
+			return EINVAL;	/* the table never holds one */
+		if (vlen > UINT32_MAX)
+			return EFBIG;
+		b->loc[i] = (uint32_t)(off / LMDBMAP_RECORD_ALIGN + 1);
+		off += record_size(strlen(r.key), vlen);
+		if (off > LMDBMAP_RECORDS_MAX)
+			return EFBIG;
+	}
+	b->records_size = (size_t)off;
+	return 0;
+}
+
+/* Every record, at out (the reserved "records" value). */
+static void records_fill(struct builder *b, unsigned char *out)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < b->nkeys; i++) {
+		struct dir_result r;
+		unsigned char *p = out + off;
+		uint32_t vlen;
+		uint16_t klen;
+		size_t size;
+
+		table_entry_get(b->table, i, &r);
+		klen = (uint16_t)strlen(r.key);
+		for (size_t c = 0; c < klen; c++)
+			p[LMDBMAP_RECORD_HEAD + c] = (unsigned char)str_lower_char(r.key[c]);
+		vlen = (uint32_t)value_write(&r, p + LMDBMAP_RECORD_HEAD + klen);
+		memcpy(p, &vlen, sizeof(vlen));
+		memcpy(p + sizeof(vlen), &klen, sizeof(klen));
+		size = record_size(klen, vlen);
+		memset(p + LMDBMAP_RECORD_HEAD + klen + vlen, 0,
+		       size - LMDBMAP_RECORD_HEAD - klen - vlen);
+		if (off / LMDBMAP_RECORD_ALIGN + 1 != b->loc[i]) {
+			fprintf(stderr, "makemap: record %zu not where planned\n", i);
+			abort();
+		}
+		off += size;
+	}
+}
+
+/* The buckets for n keys: LMDBMAP_BUCKET_LOAD a bucket, or the number a
+ * test asks for, but never too few to hold them all. */
+static size_t buckets_for(const struct makemap *m, size_t n)
+{
+	size_t least = (n + LMDBMAP_BUCKET_SLOTS - 1) / LMDBMAP_BUCKET_SLOTS;
+	size_t want = m->buckets > 0 ? m->buckets
+				     : (n + LMDBMAP_BUCKET_LOAD - 1) / LMDBMAP_BUCKET_LOAD;
+
+	if (want < least)
+		want = least;
+	if (want > UINT32_MAX)
+		want = UINT32_MAX;	/* lmdbmap_bucket's bound */
+	return want > 0 ? want : 1;
+}
+
+/* The slot table's size, and room to count the slots taken. */
+static int slots_plan(struct builder *b)
+{
+	b->buckets = buckets_for(b->m, b->nkeys);
+	b->slots_size = sizeof(struct lmdbmap_slots) +
+			b->buckets * LMDBMAP_BUCKET_SIZE;
+	b->taken = calloc(b->buckets, 1);
+	return b->taken == NULL ? ENOMEM : 0;
+}
+
+/* The hash table of the keys at out (the reserved "slots" value), in
+ * table order, each in the first free slot from its home bucket on. */
+static void slots_fill(struct builder *b, unsigned char *out)
+{
+	struct lmdbmap_slots head = { .buckets = b->buckets,
+				      .entries = b->nkeys };
+	unsigned char *bucket0 = out + sizeof(head);
+	char key[ADDRESS_PATH_MAX + 1];
+
+	memset(out, 0, b->slots_size);
+	memset(b->taken, 0, b->buckets);
+	for (size_t i = 0; i < b->nkeys; i++) {
+		struct dir_result r;
+		size_t len, d = 0;
+		uint64_t h, at;
+		uint32_t tag;
+		unsigned char *slot;
+
+		table_entry_get(b->table, i, &r);
+		len = strlen(r.key);
+		/* records_plan saw that every key fits. */
+		str_lower_copy(key, sizeof(key), r.key, len);
+		h = lmdbmap_hash(key, len);
+		at = lmdbmap_bucket(h, b->buckets);
+		/* There are slots for every key: a free one is found. */
+		while (b->taken[at] == LMDBMAP_BUCKET_SLOTS) {
+			at = at + 1 == b->buckets ? 0 : at + 1;
+			d++;
+		}
+		slot = bucket0 + at * LMDBMAP_BUCKET_SIZE +
+		       b->taken[at]++ * LMDBMAP_SLOT_SIZE;
+		tag = lmdbmap_tag(h);
+		memcpy(slot, &tag, sizeof(tag));
+		memcpy(slot + sizeof(tag), &b->loc[i], sizeof(b->loc[i]));
+		if (d > head.max_probe)
+			head.max_probe = d;
+	}
+	memcpy(out, &head, sizeof(head));
+	b->m->buckets_made = b->buckets;
+	b->m->max_probe = head.max_probe;
+	b->m->full_buckets = 0;
+	for (size_t i = 0; i < b->buckets; i++)
+		b->m->full_buckets += b->taken[i] == LMDBMAP_BUCKET_SLOTS;
+}
+
+/* ---- the name indexes ---- */
 
 static const char *entry_fullname(const struct backend *t, size_t i)
 {
@@ -152,22 +350,6 @@ static const char *entry_fullname(const struct backend *t, size_t i)
 static size_t index_len(size_t len)
 {
 	return len < LMDBMAP_INDEX_KEY_MAX ? len : LMDBMAP_INDEX_KEY_MAX;
-}
-
-static int keys_collect(struct builder *b)
-{
-	b->nkeys = table_entry_count(b->table);
-	b->keys = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*b->keys));
-	if (b->keys == NULL)
-		return ENOMEM;
-	for (size_t i = 0; i < b->nkeys; i++) {
-		struct dir_result r;
-
-		table_entry_get(b->table, i, &r);
-		b->keys[i] = item_make(r.key, strlen(r.key), i);
-	}
-	qsort(b->keys, b->nkeys, sizeof(*b->keys), item_cmp);
-	return 0;
 }
 
 /* Octets of the lowercase names and the words in them, to size arrays. */
@@ -188,7 +370,7 @@ static void names_measure(const struct builder *b, size_t *octets_r,
 }
 
 /* The pairs of one user's name, lowercased at *lower. */
-static void name_add(struct builder *b, const char *name, uint32_t rank,
+static void name_add(struct builder *b, const char *name, size_t entry,
 		     char **lower)
 {
 	size_t len = strlen(name);
@@ -197,12 +379,12 @@ static void name_add(struct builder *b, const char *name, uint32_t rank,
 	for (size_t i = 0; i <= len; i++)
 		s[i] = str_lower_char(name[i]);
 	*lower += len + 1;
-	b->fullnames[b->nfullnames++] = item_make(s, index_len(len), rank);
+	b->fullnames[b->nfullnames++] = item_make(s, index_len(len), entry);
 	while (*s != '\0') {
 		size_t n = strcspn(s, " ");
 
 		if (n > 0)
-			b->words[b->nwords++] = item_make(s, index_len(n), rank);
+			b->words[b->nwords++] = item_make(s, index_len(n), entry);
 		s += n + (s[n] == ' ');
 	}
 }
@@ -210,113 +392,53 @@ static void name_add(struct builder *b, const char *name, uint32_t rank,
 static int names_collect(struct builder *b)
 {
 	size_t octets, nwords;
-	uint32_t *rank;
 	char *lower;
 
 	names_measure(b, &octets, &nwords);
-	rank = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*rank));
 	b->lower = malloc(octets > 0 ? octets : 1);
 	b->fullnames = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*b->fullnames));
 	b->words = calloc(nwords > 0 ? nwords : 1, sizeof(*b->words));
-	if (rank == NULL || b->lower == NULL || b->fullnames == NULL ||
-	    b->words == NULL) {
-		free(rank);
+	if (b->lower == NULL || b->fullnames == NULL || b->words == NULL)
 		return ENOMEM;
-	}
-	for (size_t j = 0; j < b->nkeys; j++)
-		rank[b->keys[j].ref] = (uint32_t)j;
 	lower = b->lower;
 	for (size_t i = 0; i < b->nkeys; i++) {
 		const char *name = entry_fullname(b->table, i);
 
 		if (name != NULL)
-			name_add(b, name, rank[i], &lower);
+			name_add(b, name, i, &lower);
 	}
-	free(rank);
 	b->nfullnames = items_sort_unique(b->fullnames, b->nfullnames);
 	b->nwords = items_sort_unique(b->words, b->nwords);
 	return 0;
 }
 
-/* ---- the records ---- */
+/* ---- the records as LMDB puts them ---- */
 
-static int value_reserve(struct builder *b, size_t need)
+/* "records" then "slots", their order in the database. */
+static int keys_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
 {
-	size_t cap = b->value_cap ? b->value_cap : 256;
-	char *v;
+	const char *key = i == 0 ? LMDBMAP_KEYS_RECORDS : LMDBMAP_KEYS_SLOTS;
 
-	if (need <= b->value_cap)
-		return 0;
-	while (cap < need)
-		cap *= 2;
-	v = realloc(b->value, cap);
-	if (v == NULL)
-		return ENOMEM;
-	b->value = v;
-	b->value_cap = cap;
+	*k = (MDB_val){ .mv_size = strlen(key), .mv_data = (void *)key };
+	*v = (MDB_val){ .mv_size = i == 0 ? b->records_size : b->slots_size };
 	return 0;
 }
 
-static size_t value_put(char *v, size_t off, const char *s)
+static void keys_fill(struct builder *b, size_t i, void *data)
 {
-	size_t n = strlen(s) + 1;
-
-	memcpy(v + off, s, n);
-	return off + n;
-}
-
-/* A value of keys: the kind byte and the kind's strings (lmdbmap.h). */
-static int value_encode(struct builder *b, const struct dir_result *r,
-			MDB_val *v)
-{
-	size_t need = 1, len = 1;
-
-	if (r->status == DIR_LIST)
-		for (size_t i = 0; i < r->nmembers; i++)
-			need += strlen(r->members[i]) + 1;
-	else if (r->status == DIR_USER)
-		need += r->fullname != NULL ? strlen(r->fullname) + 1 : 0;
+	if (i == 0)
+		records_fill(b, data);
 	else
-		need += strlen(r->target) + 1;
-	if (value_reserve(b, need) != 0)
-		return ENOMEM;
-	switch (r->status) {
-	case DIR_USER:
-		b->value[0] = LMDBMAP_KIND_USER;
-		if (r->fullname != NULL)
-			len = value_put(b->value, len, r->fullname);
-		break;
-	case DIR_LIST:
-		b->value[0] = LMDBMAP_KIND_LIST;
-		for (size_t i = 0; i < r->nmembers; i++)
-			len = value_put(b->value, len, r->members[i]);
-		break;
-	default:
-		b->value[0] = r->status == DIR_FORWARD ? LMDBMAP_KIND_FORWARD
-						       : LMDBMAP_KIND_MOVED;
-		len = value_put(b->value, len, r->target);
-		break;
-	}
-	*v = (MDB_val){ .mv_size = len, .mv_data = b->value };
-	return 0;
+		slots_fill(b, data);
 }
 
-static int key_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
+static int pair_item(struct builder *b, const struct item *p, MDB_val *k,
+		     MDB_val *v)
 {
-	struct dir_result r;
-
-	table_entry_get(b->table, b->keys[i].ref, &r);
-	*k = (MDB_val){ .mv_size = b->keys[i].len, .mv_data = (void *)b->keys[i].text };
-	return value_encode(b, &r, v);
-}
-
-static int pair_item(const struct builder *b, const struct item *p,
-		     MDB_val *k, MDB_val *v)
-{
-	const struct item *key = &b->keys[p->ref];
-
+	b->pair_value = b->loc[p->ref];
 	*k = (MDB_val){ .mv_size = p->len, .mv_data = (void *)p->text };
-	*v = (MDB_val){ .mv_size = key->len, .mv_data = (void *)key->text };
+	*v = (MDB_val){ .mv_size = sizeof(b->pair_value),
+			.mv_data = &b->pair_value };
 	return 0;
 }
 
@@ -364,6 +486,8 @@ static int put_batch(struct builder *b, const struct step *s, size_t from,
 		rc = s->item(b, i, &k, &v);
 		if (rc == 0)
 			rc = mdb_put(txn, b->dbi[s->db], &k, &v, s->flags);
+		if (rc == 0 && s->fill != NULL)
+			s->fill(b, i, v.mv_data);
 	}
 	if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -405,7 +529,7 @@ static int dbs_create_once(struct builder *b)
 	for (int d = 0; d < DB__COUNT && rc == 0; d++)
 		rc = mdb_dbi_open(txn, names[d], MDB_CREATE |
 				  (d == DB_FULLNAMES || d == DB_WORDS
-				   ? MDB_DUPSORT : 0), &b->dbi[d]);
+				   ? LMDBMAP_NAME_FLAGS : 0), &b->dbi[d]);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return rc;
@@ -426,10 +550,11 @@ static int dbs_create(struct builder *b)
 static int map_write(struct builder *b)
 {
 	const struct step steps[] = {
-		{ DB_KEYS, MDB_APPEND, b->nkeys, key_item },
-		{ DB_FULLNAMES, MDB_APPENDDUP, b->nfullnames, fullname_item },
-		{ DB_WORDS, MDB_APPENDDUP, b->nwords, word_item },
-		{ DB_META, 0, 2, meta_item },	/* last: a map with it is whole */
+		{ DB_KEYS, MDB_RESERVE, 2, keys_item, keys_fill },
+		{ DB_FULLNAMES, MDB_APPENDDUP, b->nfullnames, fullname_item, NULL },
+		{ DB_WORDS, MDB_APPENDDUP, b->nwords, word_item, NULL },
+		/* Last: a map with it is whole. */
+		{ DB_META, 0, 2, meta_item, NULL },
 	};
 	int rc = dbs_create(b);
 
@@ -599,11 +724,11 @@ static void builder_free(struct builder *b)
 		unlink(b->m->tmp_path);
 		b->m->tmp_live = 0;
 	}
-	free(b->keys);
+	free(b->loc);
+	free(b->taken);
 	free(b->fullnames);
 	free(b->words);
 	free(b->lower);
-	free(b->value);
 	backend_table_ops.close(&b->table);
 }
 
@@ -614,12 +739,14 @@ static int build(struct builder *b)
 	if (paths_check(b) < 0 ||
 	    table_open_path(b->m->table_path, &b->table, b->err, b->errsize) < 0)
 		return -1;
-	rc = keys_collect(b);
+	rc = records_plan(b);
+	if (rc == 0)
+		rc = slots_plan(b);
 	if (rc == 0)
 		rc = names_collect(b);
 	if (rc != 0) {
 		snprintf(b->err, b->errsize, "%s: %s", b->m->table_path,
-			 strerror(rc));
+			 rc == EFBIG ? "too large for a map" : strerror(rc));
 		return -1;
 	}
 	if (tmp_create(b) < 0 || env_open(b) < 0 || map_write(b) < 0 ||
@@ -635,6 +762,9 @@ int makemap_build(struct makemap *m, char *err, size_t errsize)
 
 	m->tmp_live = 0;
 	m->grows = 0;
+	m->buckets_made = 0;
+	m->full_buckets = 0;
+	m->max_probe = 0;
 	rc = build(&b);
 	if (rc == 0) {
 		m->entries = b.nkeys;

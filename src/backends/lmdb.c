@@ -11,14 +11,24 @@
  * stat(2) of the path, at most once a second, on a lookup) and opens it,
  * keeping the old map when the new one will not open.
  *
+ * Cost: a key reads the same few lines of memory whatever the size of
+ * the map. It is hashed, the tags of its home bucket (one line) compared,
+ * and the record a matching tag names read and its key compared: no
+ * search and no LMDB call; one line for a key not there, some three for
+ * one that is. Where the slot table and the records lie in the memory
+ * map is learnt once, when the map is opened, in a read transaction that
+ * stays open while the map is; the name indexes, rarely asked, are
+ * B-trees read through it.
+ *
  * Locking: a map is opened MDB_RDONLY | MDB_NOLOCK. LMDB's lock file
  * only coordinates readers with a writer of the same file, and a map is
  * never written in place: makemap writes a new file and renames it, so
- * a reader's file never has a writer. Without the lock file nothing is
- * created beside the map (its directory need not be writable by the
- * daemon's user), and the same file may be open twice in one process
- * (the old backend and the one a reload is loading) without the fcntl
- * lock trouble LMDB warns of.
+ * a reader's file never has a writer, and a read transaction left open
+ * holds nothing back. Without the lock file nothing is created beside
+ * the map (its directory need not be writable by the daemon's user), and
+ * the same file may be open twice in one process (the old backend and
+ * the one a reload is loading) without the fcntl lock trouble LMDB warns
+ * of.
  */
 #include "porterd/backend.h"
 
@@ -36,26 +46,39 @@
 #include "porterd/command.h"
 #include "porterd/lmdbmap.h"
 #include "porterd/log.h"
+#include "porterd/namequery.h"
 #include "porterd/strutil.h"
+#include "porterd/textscan.h"
 
 #define LMDB_PATH_MAX 4096		/* resolved path octets, with NUL */
 #define LMDB_KEY_MAX ADDRESS_PATH_MAX	/* as the table's keys */
-#define LMDB_QUERY_WORDS_MAX 16		/* as the table: longer never match */
 #define LMDB_CHECK_MS 1000		/* how often the path is looked at */
 #define LMDB_META_MAX 31		/* octets of a meta value */
 #define LMDB_ERR_MAX 512
 /* A record the layout does not allow: LMDB read it, but it is not ours. */
 #define LMDB_BAD_RECORD (MDB_LAST_ERRCODE + 1)
 
-/* One open map file, and what each lookup reuses of it. */
+/* One open map file: where its keys' records are, and what the name
+ * lookups reuse. */
 struct map {
 	MDB_env *env;
-	MDB_txn *txn;		/* read-only; reset between lookups */
+	MDB_txn *txn;		/* read-only, open while the map is */
 	MDB_cursor *fullnames_cur, *words_cur;
-	MDB_dbi keys, fullnames, words;
+	const unsigned char *bucket0;	/* the slot table's, in the map */
+	uint64_t buckets, max_probe;
+	const unsigned char *records;
+	uint64_t records_size;
 	size_t entries;
 	dev_t dev;		/* the file it is, to notice a new one */
 	ino_t ino;
+};
+
+/* A record of "records", pointing into the map. */
+struct record {
+	const char *key;
+	size_t keylen;
+	const char *value;
+	size_t valuelen;
 };
 
 /* A file at the path, as a stat(2) tells it apart from another. */
@@ -66,13 +89,6 @@ struct file_id {
 	struct timespec mtime;
 };
 
-/* Free-text query words, pointing into the query. */
-struct query_words {
-	const char *word[LMDB_QUERY_WORDS_MAX];
-	size_t len[LMDB_QUERY_WORDS_MAX];
-	size_t n;
-};
-
 struct backend {
 	char *path;
 	struct map map;
@@ -81,8 +97,7 @@ struct backend {
 	bool failed;		/* failed_id is a file that would not open */
 	struct file_id failed_id;
 	int64_t error_logged_ms;
-	bool busy;		/* a lookup's transaction is live */
-	bool cursors_ready;	/* renewed for the live transaction */
+	bool busy;		/* an answer is being given */
 	char key[LMDB_KEY_MAX + 1];	/* the key just read */
 	char found[LMDB_KEY_MAX + 1];	/* a name match's key */
 	char text[COMMAND_LINE_MAX];	/* a query, lowercased */
@@ -112,11 +127,6 @@ static void lmdb_error(char *err, size_t errsize, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errsize, fmt, ap);
 	va_end(ap);
-}
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
 }
 
 /* ---- opening a map ---- */
@@ -196,6 +206,10 @@ static int map_open_env(struct map *m, const char *path, char *err,
 	rc = mdb_env_create(&m->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(m->env, LMDBMAP_MAXDBS);
+	/* Not MDB_NORDAHEAD (MADV_RANDOM): a map not yet in the page cache
+	 * comes in by readahead's large reads, some ten times faster than
+	 * page by page, and lookups are as fast either way once it is in.
+	 * Only a map larger than memory would lose by it. */
 	if (rc == 0)
 		rc = mdb_env_open(m->env, path, MDB_RDONLY | MDB_NOSUBDIR |
 				  MDB_NOLOCK | MDB_NOTLS, 0);
@@ -213,7 +227,7 @@ static int map_open_db(struct map *m, const char *path, const char *name,
 	int rc = mdb_dbi_open(m->txn, name, flags, dbi_r);
 
 	if (rc == 0 && mdb_dbi_flags(m->txn, *dbi_r, &got) == 0 &&
-	    (got & MDB_DUPSORT) != (flags & MDB_DUPSORT))
+	    (got & LMDBMAP_NAME_FLAGS) != flags)
 		rc = MDB_INCOMPATIBLE;
 	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
 		lmdb_error(err, errsize, "%s: not a porterd map (%s '%s' database)",
@@ -247,13 +261,19 @@ static bool meta_number(struct map *m, MDB_dbi meta, const char *name,
 	return errno == 0 && *end == '\0';
 }
 
-/* The meta record: a format this code reads, and the entries there are. */
-static int map_check_meta(struct map *m, const char *path, MDB_dbi meta,
-			  char *err, size_t errsize)
+/*
+ * The meta record: a format this code reads, and the entries there are.
+ * It is read before anything else of the map, so that a map of another
+ * format, whatever it holds, is refused for that.
+ */
+static int map_check_meta(struct map *m, const char *path, char *err,
+			  size_t errsize)
 {
 	uint64_t format, entries;
-	MDB_stat st;
+	MDB_dbi meta;
 
+	if (map_open_db(m, path, LMDBMAP_DB_META, 0, &meta, err, errsize) < 0)
+		return -1;
 	if (!meta_number(m, meta, LMDBMAP_META_FORMAT, &format) ||
 	    !meta_number(m, meta, LMDBMAP_META_ENTRIES, &entries)) {
 		lmdb_error(err, errsize, "%s: not a porterd map (no meta record)",
@@ -267,19 +287,80 @@ static int map_check_meta(struct map *m, const char *path, MDB_dbi meta,
 			   LMDBMAP_FORMAT);
 		return -1;
 	}
-	if (mdb_stat(m->txn, m->keys, &st) != 0 || st.ms_entries != entries) {
-		lmdb_error(err, errsize,
-			   "%s: damaged map: %" PRIu64 " entries in its meta record, "
-			   "%zu keys", path, entries, st.ms_entries);
+	if (entries > SIZE_MAX) {
+		lmdb_error(err, errsize, "%s: damaged map: %" PRIu64 " entries",
+			   path, entries);
 		return -1;
 	}
-	m->entries = st.ms_entries;
+	m->entries = (size_t)entries;
+	return 0;
+}
+
+/* A record of the keys database, which every map has. */
+static int keys_get(struct map *m, MDB_dbi keys, const char *path,
+		    const char *name, MDB_val *v, char *err, size_t errsize)
+{
+	MDB_val k = { .mv_size = strlen(name), .mv_data = (void *)name };
+	int rc = mdb_get(m->txn, keys, &k, v);
+
+	if (rc == MDB_NOTFOUND)
+		lmdb_error(err, errsize, "%s: damaged map: no '%s' record",
+			   path, name);
+	else if (rc != 0)
+		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * Where the slot table and the records are, in the transaction that
+ * stays open: their pointers hold as long as it does. A slot table that
+ * does not add up is refused here, so that a lookup can trust its shape
+ * and need only check each locator it follows.
+ */
+static int map_find_keys(struct map *m, MDB_dbi keys, const char *path,
+			 char *err, size_t errsize)
+{
+	struct lmdbmap_slots head;
+	MDB_val records, slots;
+
+	if (keys_get(m, keys, path, LMDBMAP_KEYS_RECORDS, &records, err,
+		     errsize) < 0 ||
+	    keys_get(m, keys, path, LMDBMAP_KEYS_SLOTS, &slots, err,
+		     errsize) < 0)
+		return -1;
+	if (slots.mv_size >= sizeof(head))
+		memcpy(&head, slots.mv_data, sizeof(head));
+	if (slots.mv_size < sizeof(head) + LMDBMAP_BUCKET_SIZE ||
+	    head.buckets == 0 || head.buckets > UINT32_MAX ||
+	    (slots.mv_size - sizeof(head)) / LMDBMAP_BUCKET_SIZE != head.buckets ||
+	    (slots.mv_size - sizeof(head)) % LMDBMAP_BUCKET_SIZE != 0) {
+		lmdb_error(err, errsize, "%s: damaged map: a '%s' record of "
+			   "%zu octets", path, LMDBMAP_KEYS_SLOTS, slots.mv_size);
+		return -1;
+	}
+	if (head.max_probe >= head.buckets) {
+		lmdb_error(err, errsize, "%s: damaged map: keys %" PRIu64
+			   " buckets past their home, of %" PRIu64, path,
+			   head.max_probe, head.buckets);
+		return -1;
+	}
+	if (head.entries != m->entries) {
+		lmdb_error(err, errsize,
+			   "%s: damaged map: %zu entries in its meta record, "
+			   "%" PRIu64 " keys", path, m->entries, head.entries);
+		return -1;
+	}
+	m->bucket0 = (const unsigned char *)slots.mv_data + sizeof(head);
+	m->buckets = head.buckets;
+	m->max_probe = head.max_probe;
+	m->records = records.mv_data;
+	m->records_size = records.mv_size;
 	return 0;
 }
 
 static int map_open(struct map *m, const char *path, char *err, size_t errsize)
 {
-	MDB_dbi meta;
+	MDB_dbi keys, fullnames, words;
 	int rc;
 
 	*m = (struct map){ 0 };
@@ -290,29 +371,29 @@ static int map_open(struct map *m, const char *path, char *err, size_t errsize)
 		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
 		goto fail;
 	}
-	if (map_open_db(m, path, LMDBMAP_DB_META, 0, &meta, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_KEYS, 0, &m->keys, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT,
-			&m->fullnames, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_WORDS, MDB_DUPSORT, &m->words,
-			err, errsize) < 0 ||
-	    map_check_meta(m, path, meta, err, errsize) < 0)
+	if (map_check_meta(m, path, err, errsize) < 0 ||
+	    map_open_db(m, path, LMDBMAP_DB_KEYS, 0, &keys, err, errsize) < 0 ||
+	    map_open_db(m, path, LMDBMAP_DB_FULLNAMES, LMDBMAP_NAME_FLAGS,
+			&fullnames, err, errsize) < 0 ||
+	    map_open_db(m, path, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, &words,
+			err, errsize) < 0)
 		goto fail;
 	/* Only a commit keeps the handles opened in a transaction; the
-	 * lookups' transaction is a new one, begun once and reused. */
+	 * lookups' transaction is a new one, open until the map is closed. */
 	rc = mdb_txn_commit(m->txn);
 	m->txn = NULL;
 	if (rc == 0)
 		rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &m->txn);
 	if (rc == 0)
-		rc = mdb_cursor_open(m->txn, m->fullnames, &m->fullnames_cur);
+		rc = mdb_cursor_open(m->txn, fullnames, &m->fullnames_cur);
 	if (rc == 0)
-		rc = mdb_cursor_open(m->txn, m->words, &m->words_cur);
+		rc = mdb_cursor_open(m->txn, words, &m->words_cur);
 	if (rc != 0) {
 		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
 		goto fail;
 	}
-	mdb_txn_reset(m->txn);
+	if (map_find_keys(m, keys, path, err, errsize) < 0)
+		goto fail;
 	return 0;
 fail:
 	map_close(m);
@@ -446,17 +527,17 @@ static int list_decode(struct backend *be, const char *s, size_t len,
 	return 0;
 }
 
-/* A value of keys (lmdbmap.h) into res, whose key is be->key. */
-static int value_decode(struct backend *be, const MDB_val *v,
+/* A record's value (lmdbmap.h) into res, whose key is be->key. */
+static int value_decode(struct backend *be, const struct record *r,
 			struct dir_result *res)
 {
-	const char *s = (const char *)v->mv_data + 1;
-	size_t len = v->mv_size - 1;
+	const char *s = r->value + 1;
+	size_t len = r->valuelen - 1;
 
-	if (v->mv_size == 0)
+	if (r->valuelen == 0)
 		return LMDB_BAD_RECORD;
 	res->key = be->key;
-	switch (*(const char *)v->mv_data) {
+	switch (r->value[0]) {
 	case LMDBMAP_KIND_USER:
 		res->status = DIR_USER;
 		if (len > 0 && strings_count(s, len) != 1)
@@ -468,7 +549,7 @@ static int value_decode(struct backend *be, const MDB_val *v,
 		return list_decode(be, s, len, res);
 	case LMDBMAP_KIND_FORWARD:
 	case LMDBMAP_KIND_MOVED:
-		res->status = *(const char *)v->mv_data == LMDBMAP_KIND_FORWARD
+		res->status = r->value[0] == LMDBMAP_KIND_FORWARD
 			      ? DIR_FORWARD : DIR_MOVED;
 		if (strings_count(s, len) != 1)
 			return LMDB_BAD_RECORD;
@@ -479,95 +560,101 @@ static int value_decode(struct backend *be, const MDB_val *v,
 	}
 }
 
-/* The record of key s (NUL-terminated, any case) into be->key and v. */
-static int key_get(struct backend *be, const char *s, MDB_val *v)
+/* The record a locator names, which must lie whole in "records". */
+static int record_at(const struct map *m, uint32_t loc, struct record *r)
+{
+	uint64_t off = ((uint64_t)loc - 1) * LMDBMAP_RECORD_ALIGN, room;
+	const unsigned char *p;
+	uint32_t vlen;
+	uint16_t klen;
+
+	if (loc == 0 || off > m->records_size ||
+	    m->records_size - off < LMDBMAP_RECORD_HEAD)
+		return LMDB_BAD_RECORD;
+	p = m->records + off;
+	room = m->records_size - off - LMDBMAP_RECORD_HEAD;
+	memcpy(&vlen, p, sizeof(vlen));
+	memcpy(&klen, p + sizeof(vlen), sizeof(klen));
+	if (klen == 0 || klen > LMDB_KEY_MAX || klen > room || vlen > room - klen)
+		return LMDB_BAD_RECORD;
+	p += LMDBMAP_RECORD_HEAD;
+	*r = (struct record){ .key = (const char *)p, .keylen = klen,
+			      .value = (const char *)p + klen, .valuelen = vlen };
+	return 0;
+}
+
+/*
+ * The record of key (len lowercase octets): its home bucket's slots in
+ * order, then the next bucket's while each is full. A slot's tag is half
+ * the hash the bucket did not use, so a record is read for one key in
+ * four thousand million that is not its own.
+ */
+static int key_find(const struct map *m, const char *key, size_t len,
+		    struct record *r)
+{
+	uint64_t h = lmdbmap_hash(key, len);
+	uint64_t at = lmdbmap_bucket(h, m->buckets);
+	uint32_t tag = lmdbmap_tag(h);
+
+	for (uint64_t d = 0; d <= m->max_probe; d++) {
+		const unsigned char *slot = m->bucket0 + at * LMDBMAP_BUCKET_SIZE;
+
+		for (int i = 0; i < LMDBMAP_BUCKET_SLOTS; i++) {
+			uint32_t t, loc;
+			int rc;
+
+			memcpy(&t, slot, sizeof(t));
+			memcpy(&loc, slot + sizeof(t), sizeof(loc));
+			slot += LMDBMAP_SLOT_SIZE;
+			if (loc == 0)
+				return MDB_NOTFOUND;	/* slots fill in order */
+			if (t != tag)
+				continue;
+			rc = record_at(m, loc, r);
+			if (rc != 0)
+				return rc;
+			if (r->keylen == len && memcmp(r->key, key, len) == 0)
+				return 0;
+		}
+		at = at + 1 == m->buckets ? 0 : at + 1;
+	}
+	return MDB_NOTFOUND;
+}
+
+/* The record of key s (NUL-terminated, any case), which goes to be->key. */
+static int key_get(struct backend *be, const char *s, struct record *r)
 {
 	size_t len = strnlen(s, LMDB_KEY_MAX + 1);
-	MDB_val k = { .mv_size = len, .mv_data = be->key };
 
 	if (!lower_into(be->key, sizeof(be->key), s, len))
 		return MDB_NOTFOUND;
-	return mdb_get(be->map.txn, be->map.keys, &k, v);
+	return key_find(&be->map, be->key, len, r);
 }
 
-/* The user a name index points at (a key as stored) into res. */
-static int user_get(struct backend *be, const MDB_val *key,
+/* The user a name index points at (a locator) into res. */
+static int user_get(struct backend *be, const MDB_val *v,
 		    struct dir_result *res)
 {
-	MDB_val k = { .mv_size = key->mv_size, .mv_data = be->key }, v;
+	struct record r;
+	uint32_t loc;
 	int rc;
 
-	if (key->mv_size == 0 || key->mv_size > LMDB_KEY_MAX)
+	if (v->mv_size != sizeof(loc))
 		return LMDB_BAD_RECORD;
-	memcpy(be->key, key->mv_data, key->mv_size);
-	be->key[key->mv_size] = '\0';
+	memcpy(&loc, v->mv_data, sizeof(loc));
+	rc = record_at(&be->map, loc, &r);
+	if (rc != 0)
+		return rc;
+	memcpy(be->key, r.key, r.keylen);
+	be->key[r.keylen] = '\0';
 	*res = (struct dir_result){ .status = DIR_NOTFOUND };
-	rc = mdb_get(be->map.txn, be->map.keys, &k, &v);
-	if (rc == 0)
-		rc = value_decode(be, &v, res);
+	rc = value_decode(be, &r, res);
 	if (rc == 0 && (res->status != DIR_USER || res->fullname == NULL))
 		rc = LMDB_BAD_RECORD;	/* an index points at no named user */
-	return rc == MDB_NOTFOUND ? LMDB_BAD_RECORD : rc;
+	return rc;
 }
 
 /* ---- name matching, as the table backend does it ---- */
-
-/* Split text on white space; false when it has no word or too many. */
-static bool query_split(const char *text, struct query_words *q)
-{
-	q->n = 0;
-	for (;;) {
-		size_t len;
-
-		while (is_blank(*text))
-			text++;
-		if (*text == '\0')
-			break;
-		for (len = 0; text[len] != '\0' && !is_blank(text[len]); len++)
-			;
-		if (q->n == LMDB_QUERY_WORDS_MAX)
-			return false;
-		q->word[q->n] = text;
-		q->len[q->n++] = len;
-		text += len;
-	}
-	return q->n > 0;
-}
-
-static bool name_has_word(const char *name, const char *w, size_t len)
-{
-	for (;;) {
-		const char *sp = strchr(name, ' ');
-		size_t n = sp != NULL ? (size_t)(sp - name) : strlen(name);
-
-		if (str_eq_nocase(name, n, w, len))
-			return true;
-		if (sp == NULL)
-			return false;
-		name = sp + 1;
-	}
-}
-
-static bool name_has_words(const char *name, const struct query_words *q)
-{
-	for (size_t i = 0; i < q->n; i++)
-		if (!name_has_word(name, q->word[i], q->len[i]))
-			return false;
-	return true;
-}
-
-static int cursors_ready(struct backend *be)
-{
-	int rc = 0;
-
-	if (!be->cursors_ready) {
-		rc = mdb_cursor_renew(be->map.txn, be->map.fullnames_cur);
-		if (rc == 0)
-			rc = mdb_cursor_renew(be->map.txn, be->map.words_cur);
-		be->cursors_ready = rc == 0;
-	}
-	return rc;
-}
 
 static size_t index_len(size_t len)
 {
@@ -618,26 +705,19 @@ static bool name_is(const char *name, const void *arg)
 
 static bool name_has(const char *name, const void *arg)
 {
-	return name_has_words(name, arg);
+	return name_query_in(name, arg);
 }
 
 /* Users whose full name is the query's words, one space apart. */
-static int names_match_exact(struct backend *be, const struct query_words *q,
+static int names_match_exact(struct backend *be, const struct name_query *q,
 			     enum dir_status *st_r, struct dir_result *res)
 {
-	size_t len = 0;
+	size_t len;
 	MDB_val k;
 
 	*st_r = DIR_NOTFOUND;
-	for (size_t i = 0; i < q->n; i++) {
-		if (len + (i > 0) + q->len[i] >= sizeof(be->text))
-			return 0;
-		if (i > 0)
-			be->text[len++] = ' ';
-		memcpy(be->text + len, q->word[i], q->len[i]);
-		len += q->len[i];
-	}
-	be->text[len] = '\0';
+	if (!name_query_join(q, be->text, sizeof(be->text), &len))
+		return 0;
 	str_lower_inplace(be->text);
 	k = (MDB_val){ .mv_size = index_len(len), .mv_data = be->text };
 	/* A key cut to the index's bound may stand for longer names. */
@@ -648,7 +728,7 @@ static int names_match_exact(struct backend *be, const struct query_words *q,
 
 /* The query word with the fewest users; *k_r empty when a word is in no
  * name at all. */
-static int words_rarest(struct backend *be, const struct query_words *q,
+static int words_rarest(struct backend *be, const struct name_query *q,
 			MDB_val *k_r)
 {
 	size_t best = SIZE_MAX;
@@ -682,7 +762,7 @@ static int words_rarest(struct backend *be, const struct query_words *q,
  * Users whose name holds every query word: two distinct ones decide. The
  * walk is along the rarest word's users only, and stops at the second.
  */
-static int names_match_words(struct backend *be, const struct query_words *q,
+static int names_match_words(struct backend *be, const struct name_query *q,
 			     enum dir_status *st_r, struct dir_result *res)
 {
 	size_t span = (size_t)(q->word[q->n - 1] + q->len[q->n - 1] - q->word[0]);
@@ -703,15 +783,13 @@ static int names_match_words(struct backend *be, const struct query_words *q,
 static int names_match(struct backend *be, const char *text,
 		       struct dir_result *res)
 {
-	struct query_words q;
+	struct name_query q;
 	enum dir_status st;
 	int rc;
 
-	if (!query_split(text, &q))
+	if (!name_query_split(text, &q))
 		return 0;
-	rc = cursors_ready(be);
-	if (rc == 0)
-		rc = names_match_exact(be, &q, &st, res);
+	rc = names_match_exact(be, &q, &st, res);
 	if (rc == 0 && st == DIR_NOTFOUND)
 		rc = names_match_words(be, &q, &st, res);
 	if (rc == 0 && st != DIR_USER)
@@ -738,18 +816,18 @@ static void log_lookup_error(struct backend *be, int rc)
 }
 
 /* The key, then the local part, then full names, as the table does. */
-static int lookup_in_txn(struct backend *be, const struct dir_query *q,
+static int lookup_in_map(struct backend *be, const struct dir_query *q,
 			 struct dir_result *res)
 {
-	MDB_val v;
+	struct record r;
 	int rc = MDB_NOTFOUND;
 
 	if (q->address != NULL)
-		rc = key_get(be, q->address, &v);
+		rc = key_get(be, q->address, &r);
 	if (rc == MDB_NOTFOUND && q->local != NULL)
-		rc = key_get(be, q->local, &v);
+		rc = key_get(be, q->local, &r);
 	if (rc == 0)
-		return value_decode(be, &v, res);
+		return value_decode(be, &r, res);
 	if (rc != MDB_NOTFOUND)
 		return rc;
 	if (q->address == NULL && q->by_name && q->local != NULL)
@@ -764,64 +842,27 @@ static void lmdb_lookup(struct backend *be, const struct dir_query *q,
 	int rc;
 
 	if (be->busy) {
-		/* Asked again from inside done: the answer being given still
-		 * reads the transaction, so this one cannot have it. */
+		/* Asked again from inside done: the answer being given
+		 * points into the map and this backend's buffers, which this
+		 * lookup would overwrite, or close for a new map. */
 		res.status = DIR_TEMPFAIL;
 		done(&res, arg);
 		return;
 	}
 	map_refresh(be);
-	rc = mdb_txn_renew(be->map.txn);
-	if (rc == 0) {
-		be->busy = true;
-		be->cursors_ready = false;
-		rc = lookup_in_txn(be, q, &res);
-	}
+	be->busy = true;
+	rc = lookup_in_map(be, q, &res);
 	if (rc != 0) {
 		log_lookup_error(be, rc);
 		res = (struct dir_result){ .status = DIR_TEMPFAIL };
 	}
-	/* The answer's strings point into the map: done runs first. */
 	done(&res, arg);
-	if (be->busy) {
-		mdb_txn_reset(be->map.txn);
-		be->busy = false;
-	}
+	be->busy = false;
 }
 
 static size_t lmdb_count(const struct backend *be)
 {
 	return be->map.entries;
-}
-
-/* The one path in args, resolved against base_dir when relative. */
-static int lmdb_resolve(const char *args, const char *base_dir, char *path,
-			size_t pathsize, char *err, size_t errsize)
-{
-	const char *s = args != NULL ? args : "", *t, *rest;
-	int n;
-
-	while (is_blank(*s))
-		s++;
-	for (t = s; *t != '\0' && !is_blank(*t); t++)
-		;
-	for (rest = t; is_blank(*rest); rest++)
-		;
-	if (t == s || *rest != '\0') {
-		lmdb_error(err, errsize, "lmdb: expected one PATH");
-		return -1;
-	}
-	if (*s == '/' || base_dir == NULL || *base_dir == '\0')
-		n = snprintf(path, pathsize, "%.*s", (int)(t - s), s);
-	else
-		n = snprintf(path, pathsize, "%s%s%.*s", base_dir,
-			     base_dir[strlen(base_dir) - 1] == '/' ? "" : "/",
-			     (int)(t - s), s);
-	if (n < 0 || (size_t)n >= pathsize) {
-		lmdb_error(err, errsize, "lmdb: path too long");
-		return -1;
-	}
-	return 0;
 }
 
 static void lmdb_close(struct backend **be_p)
@@ -844,7 +885,8 @@ static int lmdb_open(const char *args, const char *base_dir,
 	struct backend *be;
 
 	*be_r = NULL;
-	if (lmdb_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
+	if (text_path_arg("lmdb", args, base_dir, path, sizeof(path), err,
+			  errsize) < 0)
 		return -1;
 	be = calloc(1, sizeof(*be));
 	if (be == NULL || (be->path = strdup(path)) == NULL) {

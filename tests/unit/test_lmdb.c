@@ -1,16 +1,16 @@
 /*
  * test_lmdb — porterd-makemap's build and the `lmdb` directory backend:
  * a map made from a table answers every query exactly as the table
- * backend does for that table (keys of every kind, free-text names), a
- * map rebuilt while open is seen without a restart, a bad replacement
- * keeps the old map, and every broken file is refused with a precise
- * message or, at lookup, answered as a temporary failure.
+ * backend does for that table (keys of every kind, free-text names, keys
+ * whose hashes collide, a slot table packed full), a map rebuilt while
+ * open is seen without a restart, a bad replacement keeps the old map,
+ * and every broken file is refused with a precise message or, at lookup,
+ * answered as a temporary failure.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,126 +25,17 @@
 #include "porterd/log.h"
 #include "porterd/makemap.h"
 #include "porterd/table.h"
-#include "testutil.h"
+#include "backendtest.h"
 
-#define ERR_MAX 1024
-#define ANSWER_MAX 8192
+#define ERR_MAX BACKENDTEST_ERR_MAX
+#define ANSWER_MAX BACKENDTEST_ANSWER_MAX
 #define PATH_MAX_TEST 512
 #define WORDS_MAX 20
 
 static const struct backend_ops *const lmdb = &backend_lmdb_ops;
 static const struct backend_ops *const table = &backend_table_ops;
 
-/* ---- answers as lines ---- */
-
-struct answer {
-	int calls;
-	char text[ANSWER_MAX];
-};
-
-static void members_format(const struct dir_result *r, char *out, size_t size)
-{
-	size_t len = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < r->nmembers; i++) {
-		int n = snprintf(out + len, size - len, "%s%s", i ? "," : "",
-				 r->members[i]);
-
-		ck_assert_int_ge(n, 0);
-		ck_assert_uint_lt(len + (size_t)n, size);
-		len += (size_t)n;
-	}
-}
-
-/* Fields an answer must not carry for its status are asserted empty. */
-static void answer_done(const struct dir_result *r, void *arg)
-{
-	struct answer *a = arg;
-	char members[ANSWER_MAX / 2];
-
-	a->calls++;
-	if (r->status != DIR_USER)
-		ck_assert_ptr_null(r->fullname);
-	if (r->status != DIR_LIST) {
-		ck_assert_ptr_null(r->members);
-		ck_assert_uint_eq(r->nmembers, 0);
-	}
-	if (r->status != DIR_FORWARD && r->status != DIR_MOVED)
-		ck_assert_ptr_null(r->target);
-	switch (r->status) {
-	case DIR_USER:
-		snprintf(a->text, sizeof(a->text), "user %s name=%s", r->key,
-			 r->fullname != NULL ? r->fullname : "(none)");
-		break;
-	case DIR_LIST:
-		members_format(r, members, sizeof(members));
-		snprintf(a->text, sizeof(a->text), "list %s members=%s",
-			 r->key, members);
-		break;
-	case DIR_FORWARD:
-	case DIR_MOVED:
-		snprintf(a->text, sizeof(a->text), "%s %s target=%s",
-			 r->status == DIR_FORWARD ? "forward" : "moved",
-			 r->key, r->target);
-		break;
-	case DIR_AMBIGUOUS:
-	case DIR_NOTFOUND:
-	case DIR_TEMPFAIL:
-		ck_assert_ptr_null(r->key);
-		snprintf(a->text, sizeof(a->text), "%s",
-			 r->status == DIR_AMBIGUOUS ? "ambiguous" :
-			 r->status == DIR_NOTFOUND ? "notfound" : "tempfail");
-		break;
-	default:
-		snprintf(a->text, sizeof(a->text), "status %d", (int)r->status);
-		break;
-	}
-}
-
-static const char *ask(const struct backend_ops *ops, struct backend *be,
-		       const char *address, const char *local, bool by_name,
-		       struct answer *a)
-{
-	struct dir_query q = { .address = address, .local = local,
-			       .by_name = by_name };
-
-	memset(a, 0, sizeof(*a));
-	ops->lookup(be, &q, answer_done, a);
-	ck_assert_int_eq(a->calls, 1);
-	return a->text;
-}
-
-/* Rows that differ, gathered so that one run shows every wrong row. */
-struct report {
-	char text[16384];
-	size_t len;
-	int wrong;
-	int rows;
-};
-
-static void report_add(struct report *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void report_add(struct report *r, const char *fmt, ...)
-{
-	size_t room = sizeof(r->text) - r->len;
-	va_list ap;
-	int n;
-
-	r->wrong++;
-	va_start(ap, fmt);
-	n = vsnprintf(r->text + r->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-static void report_check(const struct report *r)
-{
-	ck_assert_msg(r->wrong == 0, "%d of %d rows wrong:\n%s", r->wrong,
-		      r->rows, r->text);
-}
+/* ---- the log ---- */
 
 /* Count the lines of the log holding what. */
 static int log_count(FILE *log, const char *what)
@@ -242,32 +133,6 @@ static void map_make(const char *name, const char *text, char *map_r)
 	ck_assert_int_eq(m.tmp_live, 0);
 }
 
-static struct backend *open_ok(const struct backend_ops *ops, const char *path)
-{
-	struct backend *be = NULL;
-	char err[ERR_MAX] = "";
-
-	ck_assert_msg(ops->open(path, "/nonexistent-base", &be, err,
-				sizeof(err)) == 0, "open %s: %s", path, err);
-	ck_assert_ptr_nonnull(be);
-	return be;
-}
-
-/* The message open fails with, or "(opened)". */
-static const char *open_error(const char *args, const char *base_dir,
-			      char *err, size_t errsize)
-{
-	struct backend *be = (struct backend *)&be;
-
-	err[0] = '\0';
-	if (lmdb->open(args, base_dir, &be, err, errsize) == 0) {
-		lmdb->close(&be);
-		return "(opened)";
-	}
-	ck_assert_ptr_null(be);
-	return err;
-}
-
 /* ---- the same answers as the table ---- */
 
 static const char fixture_text[] =
@@ -318,23 +183,29 @@ static const char *const extra_names[] = {
 	"smith adams", "quincy adams smith",
 };
 
+/* The rows asked of both backends, and those they answer differently. */
+struct rows {
+	struct report report;
+	int asked;
+};
+
 /* Ask both backends the same; a row differs when their answers do. */
 static void compare(struct backend *tb, struct backend *lb, const char *address,
-		    const char *local, bool by_name, struct report *r)
+		    const char *local, bool by_name, struct rows *r)
 {
 	struct answer ta, la;
 
-	r->rows++;
+	r->asked++;
 	ask(table, tb, address, local, by_name, &ta);
 	ask(lmdb, lb, address, local, by_name, &la);
 	if (strcmp(ta.text, la.text) != 0)
-		report_add(r, "(%s, \"%s\", %s): table \"%s\", lmdb \"%s\"\n",
+		report_add(&r->report, "(%s, \"%s\", %s): table \"%s\", lmdb \"%s\"\n",
 			   address ? address : "NULL", local,
 			   by_name ? "by_name" : "key only", ta.text, la.text);
 }
 
 static void compare_upper(struct backend *tb, struct backend *lb,
-			  const char *s, struct report *r)
+			  const char *s, struct rows *r)
 {
 	char up[ANSWER_MAX];
 	size_t i;
@@ -347,7 +218,7 @@ static void compare_upper(struct backend *tb, struct backend *lb,
 
 /* Each key every way it can be asked. */
 static void compare_key(struct backend *tb, struct backend *lb,
-			const char *key, struct report *r)
+			const char *key, struct rows *r)
 {
 	char addr[ANSWER_MAX];
 
@@ -362,7 +233,7 @@ static void compare_key(struct backend *tb, struct backend *lb,
 
 /* A full name, each word of it, and each two words, the later first. */
 static void compare_name(struct backend *tb, struct backend *lb,
-			 const char *name, struct report *r)
+			 const char *name, struct rows *r)
 {
 	const char *word[WORDS_MAX];
 	int len[WORDS_MAX];
@@ -393,7 +264,7 @@ static void compare_all(const char *table_path, const char *map_path)
 {
 	struct backend *tb = open_ok(table, table_path);
 	struct backend *lb = open_ok(lmdb, map_path);
-	struct report r = { .len = 0 };
+	struct rows r = { .asked = 0 };
 
 	for (size_t i = 0; i < table_entry_count(tb); i++) {
 		struct dir_result e;
@@ -408,8 +279,8 @@ static void compare_all(const char *table_path, const char *map_path)
 	for (size_t i = 0; i < sizeof(extra_names) / sizeof(extra_names[0]); i++)
 		compare(tb, lb, NULL, extra_names[i], true, &r);
 	ck_assert_uint_eq(lmdb->count(lb), table->count(tb));
-	report_check(&r);
-	ck_assert_int_gt(r.rows, 50);
+	report_check(&r.report);
+	ck_assert_int_gt(r.asked, 50);
 	table->close(&tb);
 	lmdb->close(&lb);
 }
@@ -690,12 +561,147 @@ static void raw_put(const char *path, const char *db, unsigned flags,
 	mdb_env_close(env);
 }
 
+/* A copy of the value of key in db (free it), its size in *len_r. */
+static unsigned char *raw_value(const char *path, const char *db,
+				const char *key, size_t *len_r)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { .mv_size = strlen(key), .mv_data = (void *)key }, v;
+	unsigned char *copy;
+
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+	ck_assert_int_eq(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK |
+				      MDB_RDONLY, 0), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+	copy = malloc(v.mv_size + 1);
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, v.mv_data, v.mv_size);
+	*len_r = v.mv_size;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return copy;
+}
+
+static size_t record_len(const unsigned char *rec)
+{
+	uint32_t vlen;
+	uint16_t klen;
+
+	memcpy(&vlen, rec, sizeof(vlen));
+	memcpy(&klen, rec + sizeof(vlen), sizeof(klen));
+	return LMDBMAP_RECORD_HEAD + klen + vlen;
+}
+
+/* Where key's record is in a "records" value: lmdbmap.h's walk. */
+static size_t record_offset(const unsigned char *records, size_t len,
+			    const char *key)
+{
+	for (size_t off = 0; off + LMDBMAP_RECORD_HEAD <= len;) {
+		uint16_t klen;
+
+		memcpy(&klen, records + off + 4, sizeof(klen));
+		if (klen == strlen(key) &&
+		    memcmp(records + off + LMDBMAP_RECORD_HEAD, key, klen) == 0)
+			return off;
+		off += (record_len(records + off) + LMDBMAP_RECORD_ALIGN - 1) /
+		       LMDBMAP_RECORD_ALIGN * LMDBMAP_RECORD_ALIGN;
+	}
+	ck_abort_msg("no record of '%s'", key);
+	return 0;
+}
+
+static uint32_t record_locator(const char *map, const char *key)
+{
+	size_t len, off;
+	unsigned char *records = raw_value(map, LMDBMAP_DB_KEYS,
+					   LMDBMAP_KEYS_RECORDS, &len);
+
+	off = record_offset(records, len, key);
+	free(records);
+	return (uint32_t)(off / LMDBMAP_RECORD_ALIGN + 1);
+}
+
+/* Overwrite n octets of key's record, at octet `at` of it (the head is
+ * first, then the key, then the value). */
+static void record_patch(const char *map, const char *key, size_t at,
+			 const void *bytes, size_t n)
+{
+	size_t len, off;
+	unsigned char *records = raw_value(map, LMDBMAP_DB_KEYS,
+					   LMDBMAP_KEYS_RECORDS, &len);
+
+	off = record_offset(records, len, key);
+	ck_assert_uint_le(off + at + n, len);
+	memcpy(records + off + at, bytes, n);
+	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_RECORDS, records, len);
+	free(records);
+}
+
+/* The slot of key in a "slots" value, as lmdbmap.h says to find it. */
+static unsigned char *slot_of(unsigned char *slots, const char *key)
+{
+	struct lmdbmap_slots head;
+	uint64_t h = lmdbmap_hash(key, strlen(key)), at;
+
+	memcpy(&head, slots, sizeof(head));
+	at = lmdbmap_bucket(h, head.buckets);
+	for (uint64_t d = 0; d <= head.max_probe; d++) {
+		for (int i = 0; i < LMDBMAP_BUCKET_SLOTS; i++) {
+			unsigned char *slot = slots + sizeof(head) +
+					      at * LMDBMAP_BUCKET_SIZE +
+					      (size_t)i * LMDBMAP_SLOT_SIZE;
+			uint32_t tag, loc;
+
+			memcpy(&tag, slot, sizeof(tag));
+			memcpy(&loc, slot + sizeof(tag), sizeof(loc));
+			if (loc == 0)
+				return NULL;
+			if (tag == lmdbmap_tag(h))
+				return slot;
+		}
+		at = (at + 1) % head.buckets;
+	}
+	return NULL;
+}
+
+/* Change the head of a map's "slots", or cut it by `cut` octets. */
+static void slots_patch(const char *map, const struct lmdbmap_slots *head,
+			size_t cut)
+{
+	size_t len;
+	unsigned char *slots = raw_value(map, LMDBMAP_DB_KEYS,
+					 LMDBMAP_KEYS_SLOTS, &len);
+
+	if (head != NULL)
+		memcpy(slots, head, sizeof(*head));
+	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, slots, len - cut);
+	free(slots);
+}
+
+static struct lmdbmap_slots slots_head(const char *map)
+{
+	struct lmdbmap_slots head;
+	size_t len;
+	unsigned char *slots = raw_value(map, LMDBMAP_DB_KEYS,
+					 LMDBMAP_KEYS_SLOTS, &len);
+
+	ck_assert_uint_ge(len, sizeof(head));
+	memcpy(&head, slots, sizeof(head));
+	free(slots);
+	return head;
+}
+
 static void expect_open_error(const char *path, const char *want_fmt)
 {
 	char err[ERR_MAX], want[ERR_MAX];
 
 	snprintf(want, sizeof(want), want_fmt, path);
-	ck_assert_str_eq(open_error(path, NULL, err, sizeof(err)), want);
+	ck_assert_str_eq(open_error(lmdb, path, NULL, err, sizeof(err)), want);
 }
 
 START_TEST(test_open_errors)
@@ -720,9 +726,9 @@ START_TEST(test_open_errors_args)
 	char err[ERR_MAX], map[PATH_MAX_TEST];
 	struct backend *be = NULL;
 
-	ck_assert_str_eq(open_error("", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(lmdb, "", NULL, err, sizeof(err)),
 			 "lmdb: expected one PATH");
-	ck_assert_str_eq(open_error("a b", NULL, err, sizeof(err)),
+	ck_assert_str_eq(open_error(lmdb, "a b", NULL, err, sizeof(err)),
 			 "lmdb: expected one PATH");
 	/* A relative path is the config directory's. */
 	map_make("t", "jones user Fred Jones\n", map);
@@ -736,14 +742,28 @@ END_TEST
 
 START_TEST(test_wrong_format_version)
 {
-	char map[PATH_MAX_TEST];
+	char map[PATH_MAX_TEST], p[PATH_MAX_TEST];
+	static const char *const want =
+		"%s: map format %s, this porterd reads format 2: "
+		"make it again with porterd-makemap";
+	char want1[ERR_MAX], want3[ERR_MAX];
 
+	snprintf(want1, sizeof(want1), want, "%s", "1");
+	snprintf(want3, sizeof(want3), want, "%s", "3");
 	map_make("t", "jones user Fred Jones\nbob forward bob@x.example\n", map);
-	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
-	expect_open_error(map, "%s: map format 2, this porterd reads format 1: "
-			  "make it again with porterd-makemap");
+	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "3", 1);
+	expect_open_error(map, want3);
 	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "one", 3);
 	expect_open_error(map, "%s: not a porterd map (no meta record)");
+	/* A map of the first format, whose keys database held the records
+	 * themselves: its format is what is said wrong, not its shape. */
+	wpath(p, "format1.lmdb");
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "1", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "1", 1);
+	raw_put(p, LMDBMAP_DB_KEYS, 0, "jones", "uFred Jones", 12);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT, "fred jones", "jones", 5);
+	raw_put(p, LMDBMAP_DB_WORDS, MDB_DUPSORT, "fred", "jones", 5);
+	expect_open_error(p, want1);
 }
 END_TEST
 
@@ -759,18 +779,67 @@ START_TEST(test_damaged_meta)
 }
 END_TEST
 
+/* A slot table that does not add up is refused at open: a lookup then
+ * trusts its shape. */
+START_TEST(test_damaged_slots)
+{
+	static const char text[] = "jones user Fred Jones\nbob forward bob@x.example\n";
+	char map[PATH_MAX_TEST];
+	struct lmdbmap_slots head;
+
+	map_make("t", text, map);
+	head = slots_head(map);
+	ck_assert_uint_eq(head.buckets, 1);
+	ck_assert_uint_eq(head.entries, 2);
+	head.buckets = 2;
+	slots_patch(map, &head, 0);
+	expect_open_error(map, "%s: damaged map: a 'slots' record of 112 octets");
+	map_make("t", text, map);
+	slots_patch(map, NULL, 8);
+	expect_open_error(map, "%s: damaged map: a 'slots' record of 104 octets");
+	map_make("t", text, map);
+	head = slots_head(map);
+	head.buckets = 0;
+	slots_patch(map, &head, 0);
+	expect_open_error(map, "%s: damaged map: a 'slots' record of 112 octets");
+	map_make("t", text, map);
+	head = slots_head(map);
+	head.max_probe = 1;
+	slots_patch(map, &head, 0);
+	expect_open_error(map, "%s: damaged map: keys 1 buckets past their home, of 1");
+	map_make("t", text, map);
+	head = slots_head(map);
+	head.entries = 3;
+	slots_patch(map, &head, 0);
+	expect_open_error(map, "%s: damaged map: 2 entries in its meta record, 3 keys");
+	map_make("t", text, map);
+	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, NULL, 0);
+	expect_open_error(map, "%s: damaged map: no 'slots' record");
+	map_make("t", text, map);
+	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_RECORDS, NULL, 0);
+	expect_open_error(map, "%s: damaged map: no 'records' record");
+}
+END_TEST
+
 START_TEST(test_wrong_database_kind)
 {
 	char p[PATH_MAX_TEST];
+	uint32_t loc = 1;
 
 	wpath(p, "odd.lmdb");
-	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "1", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
 	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "0", 1);
 	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", "u", 1);
-	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", NULL, 0);
-	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT, "n", "k", 1);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, LMDBMAP_NAME_FLAGS, "n", &loc, sizeof(loc));
 	raw_put(p, LMDBMAP_DB_WORDS, 0, "w", "k", 1);
 	expect_open_error(p, "%s: not a porterd map (a wrong 'words' database)");
+	/* Names to keys, as the first format had them. */
+	wpath(p, "odd2.lmdb");
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "0", 1);
+	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", "u", 1);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT, "n", "k", 1);
+	expect_open_error(p, "%s: not a porterd map (a wrong 'fullnames' database)");
 }
 END_TEST
 
@@ -788,7 +857,7 @@ START_TEST(test_truncated_map)
 	ck_assert_int_gt(st.st_size, 16 * 4096);
 	ck_assert_int_eq(truncate(map, 16 * 4096), 0);
 	snprintf(want, sizeof(want), "%s: truncated: 65536 octets, the map needs ", map);
-	open_error(map, NULL, err, sizeof(err));
+	open_error(lmdb, map, NULL, err, sizeof(err));
 	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "got: %s", err);
 }
 END_TEST
@@ -801,15 +870,33 @@ START_TEST(test_bad_records_tempfail)
 	FILE *log = tmpfile();
 	struct backend *be;
 	struct answer a;
+	size_t len;
+	unsigned char *slots;
+	uint32_t loc, zero = 0;
+	uint16_t klen = 0xffff;
+	const size_t v = LMDBMAP_RECORD_HEAD;	/* where a key starts */
 
 	map_make("t", "jones user Fred Jones\nbob forward bob@x.example\n"
-		 "staff list jones, bob\nann user Ann Other\n", map);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, "jones", "xFred\0", 6);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, "bob", "fbob@x.example", 14);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, "staff", "ljones\0\0", 8);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, "ann", "", 0);
-	raw_put(map, LMDBMAP_DB_WORDS, MDB_DUPSORT, "ghost", "nokey", 5);
-	raw_put(map, LMDBMAP_DB_WORDS, MDB_DUPSORT, "staffer", "staff", 5);
+		 "staff list jones, bob\nann user Ann Other\nzed user Zed\n"
+		 "kim user Kim\n", map);
+	/* In table order: a record made longer or shorter hides the next
+	 * ones from record_offset's walk. */
+	record_patch(map, "jones", v + 5, "x", 1);	/* no such kind */
+	record_patch(map, "bob", v + 3 + 14, "x", 1);	/* no NUL at the end */
+	record_patch(map, "staff", v + 5 + 7, "", 1);	/* an empty member */
+	loc = record_locator(map, "staff");
+	raw_put(map, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, "staffer", &loc, sizeof(loc));
+	record_patch(map, "zed", 4, &klen, sizeof(klen));	/* past the end */
+	record_patch(map, "ann", 0, &zero, sizeof(zero));	/* no value */
+	loc = 0x7fffffff;
+	raw_put(map, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, "ghost", &loc, sizeof(loc));
+	/* A slot whose locator is past the records. */
+	slots = raw_value(map, LMDBMAP_DB_KEYS, LMDBMAP_KEYS_SLOTS, &len);
+	loc = UINT32_MAX;
+	ck_assert_ptr_nonnull(slot_of(slots, "kim"));
+	memcpy(slot_of(slots, "kim") + 4, &loc, sizeof(loc));
+	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, slots, len);
+	free(slots);
 	ck_assert_ptr_nonnull(log);
 	log_init(LOG_LEVEL_INFO, log);
 	be = open_ok(lmdb, map);
@@ -817,6 +904,8 @@ START_TEST(test_bad_records_tempfail)
 	ck_assert_str_eq(ask(lmdb, be, NULL, "bob", true, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "staff", true, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "ann", true, &a), "tempfail");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "zed", true, &a), "tempfail");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "kim", false, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "ghost", true, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "staffer", true, &a), "tempfail");
 	/* The backend still answers what is whole. */
@@ -831,8 +920,8 @@ START_TEST(test_bad_records_tempfail)
 }
 END_TEST
 
-/* A lookup from inside done cannot share the live transaction; the
- * answer being given stays intact. */
+/* A lookup from inside done would overwrite the answer being given: it
+ * fails, and that answer stays intact. */
 struct nested {
 	struct backend *be;
 	struct answer inner;
@@ -870,81 +959,322 @@ END_TEST
 
 /* ---- makemap ---- */
 
-/* The layout porterd-makemap(8) documents, read with LMDB itself. */
-static void raw_get(MDB_txn *txn, MDB_env *env, const char *db, const char *key,
+/* A value of a record as text, NULs shown as '|'. */
+static void value_show(const unsigned char *v, size_t len, char *out,
+		       size_t size)
+{
+	ck_assert_uint_lt(len, size);
+	for (size_t i = 0; i < len; i++)
+		out[i] = v[i] == '\0' ? '|' : (char)v[i];
+	out[len] = '\0';
+}
+
+/* The map's keys, slots and name indexes, read with LMDB itself. */
+struct layout {
+	MDB_env *env;
+	MDB_txn *txn;
+	const unsigned char *records, *slots;
+	size_t records_len, slots_len;
+	struct lmdbmap_slots head;
+};
+
+static void layout_open(struct layout *l, const char *map)
+{
+	MDB_dbi keys;
+	MDB_val k, v;
+
+	ck_assert_int_eq(mdb_env_create(&l->env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(l->env, 8), 0);
+	ck_assert_int_eq(mdb_env_open(l->env, map, MDB_NOSUBDIR | MDB_NOLOCK |
+				      MDB_RDONLY, 0), 0);
+	ck_assert_int_eq(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &l->txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(l->txn, LMDBMAP_DB_KEYS, 0, &keys), 0);
+	k = (MDB_val){ .mv_size = 7, .mv_data = "records" };
+	ck_assert_int_eq(mdb_get(l->txn, keys, &k, &v), 0);
+	l->records = v.mv_data;
+	l->records_len = v.mv_size;
+	k = (MDB_val){ .mv_size = 5, .mv_data = "slots" };
+	ck_assert_int_eq(mdb_get(l->txn, keys, &k, &v), 0);
+	l->slots = v.mv_data;
+	l->slots_len = v.mv_size;
+	ck_assert_uint_ge(l->slots_len, sizeof(l->head));
+	memcpy(&l->head, l->slots, sizeof(l->head));
+}
+
+static void layout_close(struct layout *l)
+{
+	mdb_txn_abort(l->txn);
+	mdb_env_close(l->env);
+}
+
+static void raw_get(const struct layout *l, const char *db, const char *key,
 		    char *out, size_t size)
 {
 	MDB_dbi dbi;
 	MDB_val k = { .mv_size = strlen(key), .mv_data = (void *)key }, v;
 
-	(void)env;
-	ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
-	ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
-	ck_assert_uint_lt(v.mv_size, size);
-	memcpy(out, v.mv_data, v.mv_size);
-	out[v.mv_size] = '\0';
-	for (size_t i = 0; i < v.mv_size; i++)
-		if (out[i] == '\0')
-			out[i] = '|';	/* NULs shown */
+	ck_assert_int_eq(mdb_dbi_open(l->txn, db, 0, &dbi), 0);
+	ck_assert_int_eq(mdb_get(l->txn, dbi, &k, &v), 0);
+	value_show(v.mv_data, v.mv_size, out, size);
 }
 
-static void raw_dups(MDB_txn *txn, const char *db, const char *key, char *out,
-		     size_t size)
+/* The record a locator names: "key=value". */
+static void layout_record(const struct layout *l, uint32_t loc, char *out,
+			  size_t size)
+{
+	size_t off = ((size_t)loc - 1) * LMDBMAP_RECORD_ALIGN, klen;
+	const unsigned char *r = l->records + off;
+	uint16_t k;
+
+	ck_assert_uint_gt(loc, 0);
+	ck_assert_uint_le(off + LMDBMAP_RECORD_HEAD, l->records_len);
+	ck_assert_uint_le(off + record_len(r), l->records_len);
+	memcpy(&k, r + 4, sizeof(k));
+	klen = k;
+	ck_assert_uint_lt(klen + 1, size);
+	memcpy(out, r + LMDBMAP_RECORD_HEAD, klen);
+	out[klen] = '=';
+	value_show(r + LMDBMAP_RECORD_HEAD + klen,
+		   record_len(r) - LMDBMAP_RECORD_HEAD - klen, out + klen + 1,
+		   size - klen - 1);
+}
+
+/* Key found as porterd-makemap(8) says: its record, "" for none. */
+static void layout_find(const struct layout *l, const char *key, char *out,
+			size_t size)
+{
+	unsigned char *slot = slot_of((unsigned char *)l->slots, key);
+	uint32_t loc;
+
+	out[0] = '\0';
+	if (slot == NULL)
+		return;
+	memcpy(&loc, slot + 4, sizeof(loc));
+	layout_record(l, loc, out, size);
+}
+
+/* A name index's values for key, each shown as the key of its record. */
+static void raw_dups(const struct layout *l, const char *db, const char *key,
+		     char *out, size_t size)
 {
 	MDB_dbi dbi;
 	MDB_cursor *c;
 	MDB_val k = { .mv_size = strlen(key), .mv_data = (void *)key }, v;
+	unsigned flags;
 	size_t len = 0;
 	int rc;
 
-	ck_assert_int_eq(mdb_dbi_open(txn, db, MDB_DUPSORT, &dbi), 0);
-	ck_assert_int_eq(mdb_cursor_open(txn, dbi, &c), 0);
+	ck_assert_int_eq(mdb_dbi_open(l->txn, db, 0, &dbi), 0);
+	ck_assert_int_eq(mdb_dbi_flags(l->txn, dbi, &flags), 0);
+	ck_assert_uint_eq(flags & LMDBMAP_NAME_FLAGS, LMDBMAP_NAME_FLAGS);
+	ck_assert_int_eq(mdb_cursor_open(l->txn, dbi, &c), 0);
 	out[0] = '\0';
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
-		int n = snprintf(out + len, size - len, "%s%.*s", len ? "," : "",
-				 (int)v.mv_size, (const char *)v.mv_data);
+		char rec[256];
+		uint32_t loc;
+		int n;
 
+		ck_assert_uint_eq(v.mv_size, sizeof(loc));
+		memcpy(&loc, v.mv_data, sizeof(loc));
+		layout_record(l, loc, rec, sizeof(rec));
+		*strchr(rec, '=') = '\0';
+		n = snprintf(out + len, size - len, "%s%s", len ? "," : "", rec);
 		ck_assert(n > 0 && (size_t)n < size - len);
 		len += (size_t)n;
 	}
 	mdb_cursor_close(c);
 }
 
+static const struct {
+	const char *key, *record;
+} layout_rows[] = {
+	{ "jones", "jones=uFred Jones|" },
+	{ "smith@example.test", "smith@example.test=uFred Smith|" },
+	{ "staff", "staff=ljones|far@elsewhere.example|" },
+	{ "noname", "noname=u" },
+	{ "bob", "bob=fbob@x.example|" },
+	{ "alice", "alice=malice@y.example|" },
+	{ "nobody", "" },
+	{ "Jones", "" },	/* keys are stored, and hashed, lowercase */
+};
+
 START_TEST(test_layout)
 {
 	char map[PATH_MAX_TEST], v[256];
-	MDB_env *env;
-	MDB_txn *txn;
+	struct layout l;
+	size_t off = 0;
 
 	map_make("t", "jones user Fred Jones\nsmith@example.test user Fred Smith\n"
 		 "staff list jones, far@elsewhere.example\nnoname user\n"
 		 "bob forward bob@x.example\nalice moved alice@y.example\n", map);
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
-	ck_assert_int_eq(mdb_env_open(env, map, MDB_NOSUBDIR | MDB_NOLOCK |
-				      MDB_RDONLY, 0), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-	raw_get(txn, env, "meta", "format", v, sizeof(v));
-	ck_assert_str_eq(v, "1");
-	raw_get(txn, env, "meta", "entries", v, sizeof(v));
+	layout_open(&l, map);
+	raw_get(&l, "meta", "format", v, sizeof(v));
+	ck_assert_str_eq(v, "2");
+	raw_get(&l, "meta", "entries", v, sizeof(v));
 	ck_assert_str_eq(v, "6");
-	raw_get(txn, env, "keys", "jones", v, sizeof(v));
-	ck_assert_str_eq(v, "uFred Jones|");
-	raw_get(txn, env, "keys", "noname", v, sizeof(v));
-	ck_assert_str_eq(v, "u");
-	raw_get(txn, env, "keys", "staff", v, sizeof(v));
-	ck_assert_str_eq(v, "ljones|far@elsewhere.example|");
-	raw_get(txn, env, "keys", "bob", v, sizeof(v));
-	ck_assert_str_eq(v, "fbob@x.example|");
-	raw_get(txn, env, "keys", "alice", v, sizeof(v));
-	ck_assert_str_eq(v, "malice@y.example|");
-	raw_dups(txn, "words", "fred", v, sizeof(v));
+	/* Two buckets for six keys, their head 48 octets. */
+	ck_assert_uint_eq(l.head.buckets, 2);
+	ck_assert_uint_eq(l.head.entries, 6);
+	ck_assert_uint_eq(l.slots_len, 48 + 2 * 64);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(l.head.zero[i], 0);
+	for (size_t i = 0; i < sizeof(layout_rows) / sizeof(layout_rows[0]); i++) {
+		layout_find(&l, layout_rows[i].key, v, sizeof(v));
+		ck_assert_str_eq(v, layout_rows[i].record);
+	}
+	/* The records in table order, each padded with zeros to 8 octets. */
+	for (size_t i = 0; i < 6; i++) {
+		size_t len = record_len(l.records + off);
+
+		layout_record(&l, (uint32_t)(off / 8 + 1), v, sizeof(v));
+		ck_assert_str_eq(v, layout_rows[i].record);
+		for (off += len; off % 8 != 0; off++)
+			ck_assert_uint_eq(l.records[off], 0);
+	}
+	ck_assert_uint_eq(off, l.records_len);
+	raw_dups(&l, "words", "fred", v, sizeof(v));
 	ck_assert_str_eq(v, "jones,smith@example.test");
-	raw_dups(txn, "fullnames", "fred smith", v, sizeof(v));
+	raw_dups(&l, "fullnames", "fred smith", v, sizeof(v));
 	ck_assert_str_eq(v, "smith@example.test");
-	mdb_txn_abort(txn);
-	mdb_env_close(env);
+	layout_close(&l);
+}
+END_TEST
+
+/* The hash is part of the format: these never change within one. */
+static const struct {
+	const char *key;
+	uint64_t hash;
+} hash_rows[] = {
+	{ "", 0x9ca066f1a4ab2eeaULL },
+	{ "a", 0x1fb654d728fbe0b2ULL },
+	{ "jones", 0x8922427a5296cd80ULL },
+	{ "postmaster", 0x5990506a925b53baULL },
+	{ "smith@example.test", 0xb30b74db95b1d524ULL },
+	{ "abcdefgh", 0x50fd47a6156e35fcULL },
+	{ "abcdefghi", 0x866b3d926fcd6724ULL },
+};
+
+START_TEST(test_hash_fixed)
+{
+	for (size_t i = 0; i < sizeof(hash_rows) / sizeof(hash_rows[0]); i++)
+		ck_assert_msg(lmdbmap_hash(hash_rows[i].key,
+					   strlen(hash_rows[i].key)) == hash_rows[i].hash,
+			      "hash of \"%s\"", hash_rows[i].key);
+	ck_assert_uint_eq(lmdbmap_bucket(0, 7), 0);
+	ck_assert_uint_eq(lmdbmap_bucket(UINT64_MAX, 7), 6);
+	ck_assert_uint_eq(lmdbmap_tag(0x1234567890abcdefULL), 0x90abcdefU);
+}
+END_TEST
+
+struct twin {
+	uint32_t tag;
+	uint32_t i;
+};
+
+static int twin_cmp(const void *pa, const void *pb)
+{
+	const struct twin *a = pa, *b = pb;
+
+	if (a->tag != b->tag)
+		return a->tag < b->tag ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* Two keys "c<N>" whose hashes have the same tag: a quarter of a million
+ * keys hold some eight such pairs. */
+static void tag_twins(char *a, char *b, size_t size)
+{
+	enum { KEYS = 1 << 18 };
+	struct twin *t = calloc(KEYS, sizeof(*t));
+	bool found = false;
+	char k[32];
+
+	ck_assert_ptr_nonnull(t);
+	for (uint32_t i = 0; i < KEYS; i++) {
+		int n = snprintf(k, sizeof(k), "c%u", i);
+
+		t[i] = (struct twin){ lmdbmap_tag(lmdbmap_hash(k, (size_t)n)), i };
+	}
+	qsort(t, KEYS, sizeof(*t), twin_cmp);
+	for (size_t i = 1; i < KEYS && !found; i++) {
+		if (t[i].tag != t[i - 1].tag)
+			continue;
+		snprintf(a, size, "c%u", t[i - 1].i);
+		snprintf(b, size, "c%u", t[i].i);
+		found = true;
+	}
+	free(t);
+	ck_assert(found);
+}
+
+/* Two keys in one bucket under one tag: each finds its own record, and a
+ * missing key whose tag is an existing one's is not found. */
+START_TEST(test_tag_collision)
+{
+	char a[32], b[32], text[256], map[PATH_MAX_TEST], tpath[PATH_MAX_TEST];
+	char want[128];
+	struct backend *be;
+	struct answer ans;
+	struct layout l;
+	uint32_t tag[2];
+
+	tag_twins(a, b, sizeof(a));
+	ck_assert_str_ne(a, b);
+	for (int order = 0; order < 2; order++) {
+		/* Four keys: one bucket. */
+		snprintf(text, sizeof(text), "%s user Twin One\n%s user Twin Two\n"
+			 "other user Other One\ntwins list %s, %s\n",
+			 order ? b : a, order ? a : b, a, b);
+		map_make("twins", text, map);
+		layout_open(&l, map);
+		ck_assert_uint_eq(l.head.buckets, 1);
+		memcpy(&tag[0], l.slots + 48, sizeof(tag[0]));
+		memcpy(&tag[1], l.slots + 48 + 8, sizeof(tag[1]));
+		ck_assert_uint_eq(tag[0], tag[1]);
+		layout_close(&l);
+		be = open_ok(lmdb, map);
+		snprintf(want, sizeof(want), "user %s name=Twin One", order ? b : a);
+		ck_assert_str_eq(ask(lmdb, be, NULL, order ? b : a, false, &ans), want);
+		snprintf(want, sizeof(want), "user %s name=Twin Two", order ? a : b);
+		ck_assert_str_eq(ask(lmdb, be, NULL, order ? a : b, false, &ans), want);
+		lmdb->close(&be);
+		compare_all(wpath(tpath, "twins"), map);
+	}
+	snprintf(text, sizeof(text), "%s user Twin One\n", a);
+	map_make("single", text, map);
+	be = open_ok(lmdb, map);
+	ck_assert_str_eq(ask(lmdb, be, NULL, b, false, &ans), "notfound");
+	snprintf(want, sizeof(want), "user %s name=Twin One", a);
+	ck_assert_str_eq(ask(lmdb, be, NULL, a, false, &ans), want);
+	lmdb->close(&be);
+}
+END_TEST
+
+/* As few buckets as can hold the keys: every bucket is full, keys lie
+ * far from home, and a missing key's search ends only at max_probe. */
+START_TEST(test_crowded_slots)
+{
+	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], err[ERR_MAX] = "";
+	char *text = generated_table(3000);
+	struct makemap m = { .table_path = tpath, .out_path = map, .buckets = 1 };
+
+	wpath(tpath, "crowded.table");
+	wpath(map, "crowded.lmdb");
+	file_write(tpath, text, strlen(text));
+	free(text);
+	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(m.buckets_made, 3000 / LMDBMAP_BUCKET_SLOTS);
+	ck_assert_uint_eq(m.full_buckets, m.buckets_made);
+	ck_assert_uint_gt(m.max_probe, 8);
+	compare_all(tpath, map);
+	/* The usual table, half full: few buckets full, none far. */
+	m.buckets = 0;
+	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(m.buckets_made, 3000 / LMDBMAP_BUCKET_LOAD);
+	ck_assert_uint_lt(m.full_buckets, m.buckets_made / 8);
+	ck_assert_uint_lt(m.max_probe, 8);
+	compare_all(tpath, map);
 }
 END_TEST
 
@@ -1050,6 +1380,8 @@ static Suite *lmdb_suite(void)
 	tcase_add_test(tc, test_generated_table_and_growth);
 	tcase_add_test(tc, test_bad_records_tempfail);
 	tcase_add_test(tc, test_nested_lookup);
+	tcase_add_test(tc, test_tag_collision);
+	tcase_add_test(tc, test_crowded_slots);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("replaced");
 	tcase_add_checked_fixture(tc, workdir_setup, workdir_teardown);
@@ -1063,12 +1395,14 @@ static Suite *lmdb_suite(void)
 	tcase_add_test(tc, test_open_errors_args);
 	tcase_add_test(tc, test_wrong_format_version);
 	tcase_add_test(tc, test_damaged_meta);
+	tcase_add_test(tc, test_damaged_slots);
 	tcase_add_test(tc, test_wrong_database_kind);
 	tcase_add_test(tc, test_truncated_map);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("makemap");
 	tcase_add_checked_fixture(tc, workdir_setup, workdir_teardown);
 	tcase_add_test(tc, test_layout);
+	tcase_add_test(tc, test_hash_fixed);
 	tcase_add_test(tc, test_makemap_table_error);
 	tcase_add_test(tc, test_makemap_error_keeps_old_map);
 	tcase_add_test(tc, test_makemap_file_errors);
