@@ -105,12 +105,12 @@ $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(OPTFLAGS) $(CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
-# Times lookups in an LMDB map through the lmdb backend itself.
-$(BUILD)/bench/maplookup: bench/maplookup.c $(BUILD)/libporterd.a $(HEADERS)
+# Times lookups through a directory backend (table or lmdb) itself.
+$(BUILD)/bench/lookup: bench/lookup.c $(BUILD)/libporterd.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libporterd.a $(LIBS) $(ALL_LDFLAGS)
 
-bench-tools: $(BENCH_BINS) $(BUILD)/bench/maplookup
+bench-tools: $(BENCH_BINS) $(BUILD)/bench/lookup
 
 bench: all
 	@$(MAKE) --no-print-directory $(BUILD)/porterd $(BENCH_BINS)

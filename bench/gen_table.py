@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_table.py — write a porterd table of N users for bench/maplookup and
+"""gen_table.py — write a porterd table of N users for bench/lookup and
 bench/tablelookup.
 
     python3 bench/gen_table.py N OUT
@@ -19,7 +19,7 @@ def main():
     n = int(sys.argv[1])
     block = 100000
     with open(sys.argv[2], "w", encoding="ascii") as f:
-        f.write(f"# {n} users for bench/maplookup\n")
+        f.write(f"# {n} users for bench/lookup\n")
         for start in range(0, n, block):
             f.write("".join(f"user{i} user Given{i % 1000} Family{i // 1000}\n"
                             for i in range(start, min(start + block, n))))

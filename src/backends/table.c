@@ -10,7 +10,8 @@
  *
  * The file is parsed in place: tokens are NUL-terminated and lowercased in
  * the buffer it was read into, a user's full name is compacted there, and
- * every string an answer carries points into that buffer until close.
+ * every string an answer carries points into that buffer, or into the key
+ * index's copy of it, until close.
  */
 #include "porterd/backend.h"
 
@@ -22,13 +23,13 @@
 #include <string.h>
 
 #include "porterd/command.h"
+#include "porterd/namequery.h"
 #include "porterd/strutil.h"
 #include "porterd/table.h"
+#include "porterd/textscan.h"
 
 #define TABLE_PATH_MAX 4096		/* resolved path octets, with NUL */
 #define TABLE_KEY_MAX ADDRESS_PATH_MAX	/* key, member or target octets */
-#define TABLE_QUERY_WORDS_MAX 16	/* longer name queries never match */
-#define TABLE_SHOWN_MAX 40		/* token octets quoted in errors */
 #define TABLE_ENTRIES_MAX (UINT32_MAX - 1)
 /*
  * Indexes are built in batches: hash a batch, prefetch its slots, then
@@ -55,12 +56,6 @@ struct entry {
 	uint32_t nmembers;
 	uint16_t keylen;
 	uint8_t kind;
-};
-
-/* A slot of the key index: entry is an entry index + 1, 0 when free. */
-struct key_slot {
-	uint32_t hash;
-	uint32_t entry;
 };
 
 /* A slot of the full-name index: one user (index + 1) with this full
@@ -100,8 +95,10 @@ struct backend {
 	const char **members;
 	size_t nmembers;
 	size_t members_cap;
-	struct key_slot *keys;
-	size_t keys_mask;
+	unsigned char *key_buckets;	/* the key index, within key_mem */
+	void *key_mem;
+	size_t key_nbuckets;
+	uint32_t *key_homes;	/* per bucket, the keys whose home it is */
 	struct name_slot *names;
 	size_t names_mask;
 	struct word_slot *words;
@@ -123,58 +120,7 @@ struct parser {
 };
 
 /* Free-text query words, pointing into the caller's string. */
-struct query_words {
-	const char *word[TABLE_QUERY_WORDS_MAX];
-	size_t len[TABLE_QUERY_WORDS_MAX];
-	size_t n;
-};
-
 static void table_close(struct backend **be_p);
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static bool is_separator(char c)
-{
-	return is_blank(c) || c == ',';
-}
-
-static bool is_control(unsigned char c)
-{
-	return (c < 0x20 && c != '\t') || c == 0x7f;
-}
-
-static char *skip_blanks(char *s, const char *e)
-{
-	while (s < e && is_blank(*s))
-		s++;
-	return s;
-}
-
-static void lower_span(char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		s[i] = str_lower_char(s[i]);
-}
-
-/*
- * How a token is quoted in a message: at most TABLE_SHOWN_MAX octets, then
- * "...". QUOTED in the format takes SHOWN(s, len) in the arguments.
- */
-#define QUOTED "'%.*s%s'"
-#define SHOWN(s, len) shown_len(len), (s), shown_more(len)
-
-static int shown_len(size_t len)
-{
-	return (int)(len > TABLE_SHOWN_MAX ? TABLE_SHOWN_MAX : len);
-}
-
-static const char *shown_more(size_t len)
-{
-	return len > TABLE_SHOWN_MAX ? "..." : "";
-}
 
 /*
  * FNV-1a folds case; a finaliser spreads its weak low bits. The 32 bits
@@ -251,20 +197,6 @@ static int kind_parse(const char *s, size_t len)
 
 /* ---- messages ---- */
 
-static void table_error(char *err, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void table_error(char *err, size_t errsize, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errsize == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errsize, fmt, ap);
-	va_end(ap);
-}
-
 static int parser_fail_at(struct parser *p, uint32_t line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -281,46 +213,295 @@ static int parser_fail_at(struct parser *p, uint32_t line, const char *fmt, ...)
 
 /* ---- the key index ---- */
 
-static const struct entry *keys_find(const struct backend *be,
-				     const char *s, size_t len)
+/*
+ * A bucket of the key index is two cache lines holding whole records,
+ * each a key and the string its answer carries (a user's full name, a
+ * target) copied at load: a lookup reads its home bucket, both lines
+ * fetched at once, and nothing else. Between a server's lookups its
+ * system calls leave the caches cold, and each dependent miss is a trip
+ * to memory: an answer reached through a slot, then the entry, then the
+ * key's text in the file would cost three. A record that does not fit a
+ * bucket (a long key or name) or finds no room near its home, and every
+ * list, whose answer is its members anyway, is stored far: the entry's
+ * index, answered from the entry.
+ *
+ * A bucket starts with its record count, the overflow mark and the octets
+ * its records take, then one fingerprint and offset per record, all in
+ * the first line: a key that is not there costs that line alone. The
+ * records follow the slots, moved along as a slot is added, so the first
+ * ones share the slots' line. A record goes to the first bucket from its
+ * home with room for it (linear probing by buckets), and every bucket it
+ * passes is marked, so a lookup reads on only past buckets that
+ * overflowed. Buckets are sized to be about half full, so overflows are
+ * few, and a bucket with room for a far record is always found.
+ *
+ * Record: its kind and flags, then the entry's index (far), or the key's
+ * length, the key and a NUL, and the value and a NUL if any.
+ *
+ * Beside the buckets, a word per bucket has one bit set (by five more bits
+ * of the hash) for each key whose home it is: a thirty-second of the
+ * buckets' size, it stays in the caches, so that most keys that are not
+ * there (a harvest, a stream of unknown recipients) are answered without
+ * waiting for their bucket from memory.
+ */
+#define KEY_BUCKET 128			/* octets: two cache lines */
+#define KEY_BUCKET_HEAD 2		/* count and mark, record octets */
+#define KEY_BUCKET_COUNT 0x7f
+#define KEY_BUCKET_OVERFLOW 0x80
+#define KEY_SLOT 2			/* fingerprint, record offset */
+#define KEY_FILL_PERCENT 50		/* of the octets buckets hold */
+#define KEY_REC_HEAD 2			/* flags, key length */
+#define KEY_REC_FAR_SIZE 5		/* flags, entry index */
+#define KEY_REC_MAX (KEY_BUCKET - KEY_BUCKET_HEAD - KEY_SLOT)
+#define KEY_REC_KIND 0x03		/* flags: the entry's kind */
+#define KEY_REC_FAR 0x04		/* flags: answered from the entry */
+#define KEY_REC_VALUE 0x08		/* flags: a value follows the key */
+#define KEY_NEAR_PROBES 8		/* buckets tried before a record goes far:
+					 * each is a dependent miss to find it */
+
+_Static_assert(KIND__COUNT - 1 <= KEY_REC_KIND, "a kind fits its flag bits");
+
+/* A record in the key index, what a lookup by key finds. */
+typedef const unsigned char *key_record;
+
+/*
+ * The key index's own hash, all 64 bits mixed (murmur3's finaliser): the
+ * high half places a key, the low octet screens it, independently.
+ */
+static uint64_t key_hash(const char *s, size_t len)
 {
-	uint32_t h;
+	uint64_t h = str_hash_nocase(s, len);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/* The home bucket: the high half of h scaled to the bucket count. */
+static size_t key_home(const struct backend *be, uint64_t h)
+{
+	return (size_t)(((h >> 32) * (uint64_t)be->key_nbuckets) >> 32);
+}
+
+static unsigned char *key_bucket(const struct backend *be, size_t i)
+{
+	return be->key_buckets + i * KEY_BUCKET;
+}
+
+static size_t key_next(const struct backend *be, size_t i)
+{
+	return i + 1 == be->key_nbuckets ? 0 : i + 1;
+}
+
+/* Octets free in bucket b, for records and their slots. */
+static size_t key_free(const unsigned char *b)
+{
+	return KEY_BUCKET - KEY_BUCKET_HEAD - b[1] -
+	       KEY_SLOT * (size_t)(b[0] & KEY_BUCKET_COUNT);
+}
+
+static uint32_t key_rec_entry(key_record r)
+{
+	uint32_t idx;
+
+	memcpy(&idx, r + 1, sizeof(idx));
+	return idx;
+}
+
+/*
+ * Octets of a near record (valsize: the value's octets with its NUL, 0
+ * for none); 0 when it must be far: a list, or too long for a bucket.
+ */
+static size_t key_rec_size(size_t keylen, int kind, size_t valsize)
+{
+	size_t n = KEY_REC_HEAD + keylen + 1 + valsize;
+
+	return kind == KIND_LIST || n > KEY_REC_MAX ? 0 : n;
+}
+
+/* What the index reserves for a record and its slot: at least what they
+ * take, near or far, however much shorter the value turns out. */
+static size_t key_rec_budget(size_t keylen, size_t valsize)
+{
+	size_t n = KEY_REC_HEAD + keylen + 1 + valsize;
+
+	n = n < KEY_REC_FAR_SIZE ? KEY_REC_FAR_SIZE :
+	    n > KEY_REC_MAX ? KEY_REC_MAX : n;
+	return KEY_SLOT + n;
+}
+
+/* Buckets for records and slots taking up to budget octets in all. */
+static int keys_alloc(struct backend *be, size_t budget)
+{
+	size_t room = (KEY_BUCKET - KEY_BUCKET_HEAD) * KEY_FILL_PERCENT / 100;
+	size_t n = budget / room + 1;
+
+	if (n > UINT32_MAX)
+		return ENOMEM;
+	/* One bucket more, to align them to the cache lines. */
+	be->key_mem = table_calloc(n + 1, KEY_BUCKET);
+	if (be->key_mem == NULL)
+		return ENOMEM;
+	be->key_buckets = (unsigned char *)(((uintptr_t)be->key_mem +
+		KEY_BUCKET - 1) & ~(uintptr_t)(KEY_BUCKET - 1));
+	be->key_nbuckets = n;
+	be->key_homes = table_calloc(n, sizeof(*be->key_homes));
+	return be->key_homes != NULL ? 0 : ENOMEM;
+}
+
+/* The bit of key_homes[home] that a key hashed to h sets. */
+static uint32_t key_home_bit(uint64_t h)
+{
+	return (uint32_t)1 << ((h >> 8) & 31);
+}
+
+/* Is r the record of key [s, len)? */
+static bool key_rec_is(const struct backend *be, key_record r,
+		       const char *s, size_t len)
+{
+	const struct entry *e;
+
+	if (!(r[0] & KEY_REC_FAR))
+		return r[1] == len &&
+		       str_eq_nocase((const char *)r + KEY_REC_HEAD, len, s, len);
+	e = &be->entries[key_rec_entry(r)];
+	return str_eq_nocase(e->key, e->keylen, s, len);
+}
+
+/* The record of key [s, len) hashed to h, or NULL. No lookup reads a
+ * bucket twice, whatever the marks. Inline: it is every lookup's path. */
+static inline key_record keys_probe(const struct backend *be, const char *s,
+				    size_t len, uint64_t h)
+{
+	unsigned char fp = (unsigned char)h;
+	size_t i = key_home(be, h);
+
+	/* Where an overflow goes on, fetched with the home bucket rather
+	 * than after it. After the last bucket is the alignment's spare
+	 * room: a prefetch there is only wasted. */
+	__builtin_prefetch(key_bucket(be, i) + KEY_BUCKET);
+	for (size_t n = 0; n < be->key_nbuckets; n++, i = key_next(be, i)) {
+		const unsigned char *b = key_bucket(be, i);
+		size_t count = b[0] & KEY_BUCKET_COUNT;
+		const unsigned char *recs = b + KEY_BUCKET_HEAD + KEY_SLOT * count;
+
+		/* The records' second line with the first, not after it. */
+		__builtin_prefetch(b + KEY_BUCKET / 2);
+		for (size_t k = 0; k < count; k++) {
+			const unsigned char *sl = b + KEY_BUCKET_HEAD + KEY_SLOT * k;
+
+			if (sl[0] == fp && key_rec_is(be, recs + sl[1], s, len))
+				return recs + sl[1];
+		}
+		if (!(b[0] & KEY_BUCKET_OVERFLOW))
+			break;
+	}
+	return NULL;
+}
+
+static key_record keys_find(const struct backend *be, const char *s,
+			    size_t len)
+{
+	uint64_t h;
+	size_t home;
 
 	if (len == 0 || len > TABLE_KEY_MAX)
 		return NULL;
-	h = table_hash(s, len);
-	for (size_t i = h & be->keys_mask;; i = (i + 1) & be->keys_mask) {
-		const struct key_slot *sl = &be->keys[i];
-		const struct entry *e;
+	h = key_hash(s, len);
+	home = key_home(be, h);
+	/* On its way while the home's word is read, not after. */
+	__builtin_prefetch(key_bucket(be, home));
+	if (!(be->key_homes[home] & key_home_bit(h)))
+		return NULL;
+	return keys_probe(be, s, len, h);
+}
 
-		if (sl->entry == 0)
-			return NULL;
-		e = &be->entries[sl->entry - 1];
-		if (sl->hash == h && str_eq_nocase(e->key, e->keylen, s, len))
-			return e;
+/* The first bucket from home with room for a record of size octets and
+ * its slot, within probes buckets; the bucket count when there is none. */
+static size_t keys_room(const struct backend *be, size_t home, size_t size,
+			size_t probes)
+{
+	size_t i = home;
+
+	for (size_t n = 0; n < probes; n++, i = key_next(be, i))
+		if (key_free(key_bucket(be, i)) >= KEY_SLOT + size)
+			return i;
+	return be->key_nbuckets;
+}
+
+/* Add entry idx's record to bucket b: near when size is not 0, else far. */
+static void key_rec_write(struct backend *be, unsigned char *b, size_t size,
+			  uint32_t idx, unsigned char fp)
+{
+	const struct entry *e = &be->entries[idx];
+	size_t count = b[0] & KEY_BUCKET_COUNT, used = b[1];
+	unsigned char *sl = b + KEY_BUCKET_HEAD + KEY_SLOT * count;
+	unsigned char *r = sl + KEY_SLOT + used;
+
+	memmove(sl + KEY_SLOT, sl, used);
+	sl[0] = fp;
+	sl[1] = (unsigned char)used;
+	b[0] = (unsigned char)(b[0] + 1);
+	b[1] = (unsigned char)(used + (size != 0 ? size : KEY_REC_FAR_SIZE));
+	r[0] = e->kind;
+	if (size == 0) {
+		r[0] |= KEY_REC_FAR;
+		memcpy(r + 1, &idx, sizeof(idx));
+		return;
+	}
+	r[1] = (unsigned char)e->keylen;
+	memcpy(r + KEY_REC_HEAD, e->key, e->keylen + 1u);
+	if (e->value != NULL) {
+		r[0] |= KEY_REC_VALUE;
+		memcpy(r + KEY_REC_HEAD + e->keylen + 1, e->value,
+		       size - KEY_REC_HEAD - e->keylen - 1);
 	}
 }
 
-/* Index entry idx by its key; the entry already there when a duplicate. */
-static const struct entry *keys_insert(struct backend *be, size_t idx,
-				       uint32_t h)
+/*
+ * Index entry idx, h its key's hash; false, indexing nothing, when its
+ * key is indexed already. Sized at half full, the index always has a
+ * bucket with room for a far record.
+ */
+static bool keys_insert(struct backend *be, uint32_t idx, uint64_t h)
 {
 	const struct entry *e = &be->entries[idx];
+	size_t home = key_home(be, h), size, at = be->key_nbuckets;
 
-	for (size_t i = h & be->keys_mask;; i = (i + 1) & be->keys_mask) {
-		struct key_slot *sl = &be->keys[i];
-		const struct entry *old;
-
-		if (sl->entry == 0) {
-			*sl = (struct key_slot){ .hash = h,
-						 .entry = (uint32_t)idx + 1 };
-			return NULL;
-		}
-		old = &be->entries[sl->entry - 1];
-		if (sl->hash == h &&
-		    str_eq_nocase(old->key, old->keylen, e->key, e->keylen))
-			return old;
+	if (keys_probe(be, e->key, e->keylen, h) != NULL)
+		return false;
+	size = key_rec_size(e->keylen, e->kind, e->value == NULL ? 0 :
+			    strnlen(e->value, KEY_BUCKET) + 1);
+	if (size != 0)
+		at = keys_room(be, home, size, KEY_NEAR_PROBES);
+	if (at == be->key_nbuckets) {
+		size = 0;
+		at = keys_room(be, home, KEY_REC_FAR_SIZE, be->key_nbuckets);
 	}
+	if (at == be->key_nbuckets) {
+		fprintf(stderr, "table: key index sized too small\n");
+		abort();
+	}
+	for (size_t i = home; i != at; i = key_next(be, i))
+		key_bucket(be, i)[0] |= KEY_BUCKET_OVERFLOW;
+	key_rec_write(be, key_bucket(be, at), size, idx, (unsigned char)h);
+	be->key_homes[home] |= key_home_bit(h);
+	return true;
+}
+
+/* The earliest entry before idx with idx's key: a duplicate's first. */
+static const struct entry *keys_first(const struct backend *be, size_t idx)
+{
+	const struct entry *d = &be->entries[idx];
+
+	for (size_t i = 0; i < idx; i++)
+		if (str_eq_nocase(be->entries[i].key, be->entries[i].keylen,
+				  d->key, d->keylen))
+			return &be->entries[i];
+	return d;
 }
 
 /*
@@ -330,26 +511,35 @@ static const struct entry *keys_insert(struct backend *be, size_t idx,
 static int keys_build(struct backend *be, const struct entry **dup_r,
 		      const struct entry **first_r)
 {
-	be->keys_mask = index_capacity(be->nentries) - 1;
-	be->keys = table_calloc(be->keys_mask + 1, sizeof(*be->keys));
-	if (be->keys == NULL)
-		return ENOMEM;
+	size_t budget = 0;
+	int rc;
+
+	for (size_t i = 0; i < be->nentries; i++) {
+		const struct entry *e = &be->entries[i];
+
+		budget += key_rec_budget(e->keylen, e->value == NULL ? 0 :
+					 strnlen(e->value, KEY_BUCKET) + 1);
+	}
+	rc = keys_alloc(be, budget);
+	if (rc != 0)
+		return rc;
 	for (size_t base = 0; base < be->nentries; base += TABLE_BATCH) {
 		size_t n = be->nentries - base;
-		uint32_t h[TABLE_BATCH];
+		uint64_t h[TABLE_BATCH];
 
 		n = n < TABLE_BATCH ? n : TABLE_BATCH;
 		for (size_t j = 0; j < n; j++) {
 			const struct entry *e = &be->entries[base + j];
 
-			h[j] = table_hash(e->key, e->keylen);
-			__builtin_prefetch(&be->keys[h[j] & be->keys_mask], 1);
+			h[j] = key_hash(e->key, e->keylen);
+			__builtin_prefetch(key_bucket(be, key_home(be, h[j])), 1);
 		}
 		for (size_t j = 0; j < n; j++) {
-			*first_r = keys_insert(be, base + j, h[j]);
+			if (keys_insert(be, (uint32_t)(base + j), h[j]))
+				continue;
 			*dup_r = &be->entries[base + j];
-			if (*first_r != NULL)
-				return -1;
+			*first_r = keys_first(be, base + j);
+			return -1;
 		}
 	}
 	return 0;
@@ -366,10 +556,10 @@ static void user_add_words(struct parser *p, char *s, char *e)
 	for (;;) {
 		char *t;
 
-		s = skip_blanks(s, e);
+		s = text_skip_blanks(s, e);
 		if (s == e)
 			break;
-		for (t = s; t < e && !is_blank(*t); t++)
+		for (t = s; t < e && !text_is_blank(*t); t++)
 			;
 		if (w == NULL) {
 			p->open->value = s;
@@ -414,11 +604,11 @@ static bool token_next(char **s, char *e, char **t_r)
 {
 	char *t;
 
-	while (*s < e && is_separator(**s))
+	while (*s < e && text_is_separator(**s))
 		(*s)++;
 	if (*s == e)
 		return false;
-	for (t = *s; t < e && !is_separator(*t); t++)
+	for (t = *s; t < e && !text_is_separator(*t); t++)
 		;
 	*t_r = t;
 	return true;
@@ -432,7 +622,7 @@ static int list_add_members(struct parser *p, char *s, char *e)
 		size_t len = (size_t)(t - s);
 		const char *why;
 
-		lower_span(s, len);
+		text_lower_span(s, len);
 		why = address_check(s, len, false);
 		if (why != NULL)
 			return parser_fail_at(p, p->line,
@@ -466,7 +656,7 @@ static int target_add(struct parser *p, char *s, char *e)
 			t--;
 		}
 		len = (size_t)(t - s);
-		lower_span(s, len);
+		text_lower_span(s, len);
 		why = address_check(s, len, true);
 		if (why != NULL)
 			return parser_fail_at(p, p->line,
@@ -548,20 +738,20 @@ static int parse_entry(struct parser *p, char *s, char *e)
 
 	if (entry_finish(p) < 0)
 		return -1;
-	for (k = s; k < e && !is_blank(*k); k++)
+	for (k = s; k < e && !text_is_blank(*k); k++)
 		;
 	keylen = (size_t)(k - s);
-	lower_span(s, keylen);
+	text_lower_span(s, keylen);
 	why = address_check(s, keylen, false);
 	if (why != NULL)
 		return parser_fail_at(p, p->line, "bad key " QUOTED ": %s",
 				      SHOWN(s, keylen), why);
-	ks = skip_blanks(k, e);
+	ks = text_skip_blanks(k, e);
 	if (ks == e)
 		return parser_fail_at(p, p->line,
 			"missing kind after " QUOTED " (" TABLE_KINDS ")",
 			SHOWN(s, keylen));
-	for (ke = ks; ke < e && !is_blank(*ke); ke++)
+	for (ke = ks; ke < e && !text_is_blank(*ke); ke++)
 		;
 	kind = kind_parse(ks, (size_t)(ke - ks));
 	if (kind < 0)
@@ -587,16 +777,17 @@ static int line_scan(struct parser *p, char *s, char **e)
 	if (end > s && end[-1] == '\r')
 		end--;
 	for (char *c = s; c < end; c++) {
-		if (is_control((unsigned char)*c))
+		if (text_is_control((unsigned char)*c))
 			return parser_fail_at(p, p->line,
 				"control character 0x%02x in column %lu",
 				(unsigned char)*c, (unsigned long)(c - s + 1));
-		if (*c == '#' && comment == NULL && (c == s || is_blank(c[-1])))
+		if (*c == '#' && comment == NULL &&
+		    (c == s || text_is_blank(c[-1])))
 			comment = c;
 	}
 	if (comment != NULL)
 		end = comment;
-	while (end > s && is_blank(end[-1]))
+	while (end > s && text_is_blank(end[-1]))
 		end--;
 	*e = end;
 	return 0;
@@ -608,12 +799,12 @@ static int parse_line(struct parser *p, char *s, char *e)
 		return -1;
 	if (e == s)
 		return 0;
-	if (!is_blank(*s))
+	if (!text_is_blank(*s))
 		return parse_entry(p, s, e);
 	if (p->open == NULL)
 		return parser_fail_at(p, p->line,
 				      "continuation line before any entry");
-	return value_add(p, skip_blanks(s, e), e);
+	return value_add(p, text_skip_blanks(s, e), e);
 }
 
 static int table_parse(struct parser *p, char *buf, size_t len)
@@ -632,25 +823,6 @@ static int table_parse(struct parser *p, char *buf, size_t len)
 		s = nl != NULL ? nl + 1 : end;
 	}
 	return entry_finish(p);
-}
-
-/* Lines that may start an entry: an upper bound on the entries. */
-static size_t table_count_entry_lines(const char *buf, size_t len)
-{
-	const char *s = buf, *end = buf + len;
-	size_t n = 0;
-
-	while (s < end) {
-		const char *nl = memchr(s, '\n', (size_t)(end - s));
-
-		if (*s != ' ' && *s != '\t' && *s != '#' && *s != '\n' &&
-		    *s != '\r')
-			n++;
-		if (nl == NULL)
-			break;
-		s = nl + 1;
-	}
-	return n;
 }
 
 /* ---- the full-name and word indexes ---- */
@@ -869,45 +1041,17 @@ static int names_build(struct backend *be)
 
 /* ---- name matching ---- */
 
-/* Split text on white space; false when it has no word or too many. */
-static bool query_split(const char *text, struct query_words *q)
-{
-	q->n = 0;
-	for (;;) {
-		size_t len;
-
-		while (is_blank(*text))
-			text++;
-		if (*text == '\0')
-			break;
-		for (len = 0; text[len] != '\0' && !is_blank(text[len]); len++)
-			;
-		if (q->n == TABLE_QUERY_WORDS_MAX)
-			return false;
-		q->word[q->n] = text;
-		q->len[q->n++] = len;
-		text += len;
-	}
-	return q->n > 0;
-}
-
 /* Users whose full name is the query's words, one space apart. */
 static enum dir_status names_match_exact(const struct backend *be,
-					 const struct query_words *q,
+					 const struct name_query *q,
 					 const struct entry **e_r)
 {
 	char name[COMMAND_LINE_MAX];
 	const struct name_slot *sl;
-	size_t len = 0;
+	size_t len;
 
-	for (size_t i = 0; i < q->n; i++) {
-		if (len + (i > 0) + q->len[i] >= sizeof(name))
-			return DIR_NOTFOUND;
-		if (i > 0)
-			name[len++] = ' ';
-		memcpy(name + len, q->word[i], q->len[i]);
-		len += q->len[i];
-	}
+	if (!name_query_join(q, name, sizeof(name), &len))
+		return DIR_NOTFOUND;
 	sl = names_slot(be, name, len, table_hash(name, len));
 	if (sl->entry == 0)
 		return DIR_NOTFOUND;
@@ -917,32 +1061,10 @@ static enum dir_status names_match_exact(const struct backend *be,
 	return DIR_USER;
 }
 
-static bool name_has_word(const char *name, const char *w, size_t len)
-{
-	for (;;) {
-		const char *sp = strchr(name, ' ');
-		size_t n = sp != NULL ? (size_t)(sp - name) : strlen(name);
-
-		if (str_eq_nocase(name, n, w, len))
-			return true;
-		if (sp == NULL)
-			return false;
-		name = sp + 1;
-	}
-}
-
-static bool name_has_words(const char *name, const struct query_words *q)
-{
-	for (size_t i = 0; i < q->n; i++)
-		if (!name_has_word(name, q->word[i], q->len[i]))
-			return false;
-	return true;
-}
-
 /* The slot of the query word with the fewest postings; NULL when a word
  * is in no name at all. */
 static const struct word_slot *words_rarest(const struct backend *be,
-					    const struct query_words *q)
+					    const struct name_query *q)
 {
 	const struct word_slot *best = NULL;
 
@@ -964,7 +1086,7 @@ static const struct word_slot *words_rarest(const struct backend *be,
  * user found; a query word in no name at all costs one probe.
  */
 static enum dir_status names_match_words(const struct backend *be,
-					 const struct query_words *q,
+					 const struct name_query *q,
 					 const struct entry **e_r)
 {
 	const struct word_slot *sl = words_rarest(be, q);
@@ -977,7 +1099,7 @@ static enum dir_status names_match_words(const struct backend *be,
 
 		ref = ps->next;
 		if (found == ps->entry + 1 ||
-		    !name_has_words(be->entries[ps->entry].value, q))
+		    !name_query_in(be->entries[ps->entry].value, q))
 			continue;
 		if (found != 0)
 			return DIR_AMBIGUOUS;
@@ -992,10 +1114,10 @@ static enum dir_status names_match_words(const struct backend *be,
 static enum dir_status names_match(const struct backend *be, const char *text,
 				   const struct entry **e_r)
 {
-	struct query_words q;
+	struct name_query q;
 	enum dir_status st;
 
-	if (!query_split(text, &q))
+	if (!name_query_split(text, &q))
 		return DIR_NOTFOUND;
 	st = names_match_exact(be, &q, e_r);
 	if (st != DIR_NOTFOUND)
@@ -1011,7 +1133,8 @@ static const char *user_key_check(const char *key)
 	size_t len = key != NULL ? strnlen(key, TABLE_KEY_MAX + 1) : 0;
 
 	for (size_t i = 0; i < len; i++)
-		if (is_blank(key[i]) || is_control((unsigned char)key[i]))
+		if (text_is_blank(key[i]) ||
+		    text_is_control((unsigned char)key[i]))
 			return "blank or control character";
 	return address_check(key, len, false);
 }
@@ -1034,6 +1157,19 @@ static size_t users_size(const struct table_user *users, size_t n)
 	return size;
 }
 
+/* What the key index reserves for users[0 .. n), by their names as
+ * given: the copies only ever shorten them. */
+static size_t users_key_budget(const struct table_user *users, size_t n)
+{
+	size_t budget = 0;
+
+	for (size_t i = 0; i < n; i++)
+		budget += key_rec_budget(strlen(users[i].key),
+			users[i].fullname != NULL ?
+			strnlen(users[i].fullname, KEY_BUCKET) + 1 : 0);
+	return budget;
+}
+
 /* Copy the words of name to *w_p one space apart, as the table file
  * stores a full name; the copy, or NULL (nothing copied) when it has no
  * word. Control characters separate words: none may reach a reply. */
@@ -1043,7 +1179,8 @@ static const char *user_name_copy(char **w_p, const char *name)
 	bool gap = false;
 
 	for (; name != NULL && *name != '\0'; name++) {
-		if (is_blank(*name) || is_control((unsigned char)*name)) {
+		if (text_is_blank(*name) ||
+		    text_is_control((unsigned char)*name)) {
 			gap = w != start;
 			continue;
 		}
@@ -1069,12 +1206,12 @@ static void users_add(struct backend *be, const struct table_user *u,
 	char *w = *w_p;
 
 	memcpy(w, u->key, keylen + 1);
-	lower_span(w, keylen);
+	text_lower_span(w, keylen);
 	*e = (struct entry){ .key = w, .line = pos,
 			     .keylen = (uint16_t)keylen, .kind = KIND_USER };
 	w += keylen + 1;
 	e->value = user_name_copy(&w, u->fullname);
-	if (keys_insert(be, be->nentries, table_hash(e->key, keylen)) != NULL) {
+	if (!keys_insert(be, (uint32_t)be->nentries, key_hash(e->key, keylen))) {
 		(*duplicates_r)++;
 		return;
 	}
@@ -1093,22 +1230,21 @@ static int users_load(struct backend *be, const struct table_user *users,
 		const char *why = user_key_check(users[i].key);
 
 		if (why != NULL) {
-			table_error(err, errsize, "%s: user %zu: bad key: %s",
-				    be->path, i + 1, why);
+			str_error(err, errsize, "%s: user %zu: bad key: %s",
+				  be->path, i + 1, why);
 			return -1;
 		}
 	}
 	size = users_size(users, n);
 	if (n > TABLE_ENTRIES_MAX || size == 0) {
-		table_error(err, errsize, "%s: too many entries", be->path);
+		str_error(err, errsize, "%s: too many entries", be->path);
 		return -1;
 	}
 	be->entries_cap = n;
 	be->entries = table_calloc(n, sizeof(*be->entries));
 	be->buf = malloc(size);
-	be->keys_mask = index_capacity(n) - 1;
-	be->keys = table_calloc(be->keys_mask + 1, sizeof(*be->keys));
-	if (be->entries == NULL || be->buf == NULL || be->keys == NULL)
+	if (be->entries == NULL || be->buf == NULL ||
+	    keys_alloc(be, users_key_budget(users, n)) != 0)
 		goto nomem;
 	w = be->buf;
 	for (size_t i = 0; i < n; i++)
@@ -1116,7 +1252,7 @@ static int users_load(struct backend *be, const struct table_user *users,
 	if (names_build(be) == 0)
 		return 0;
 nomem:
-	table_error(err, errsize, "%s: %s", be->path, strerror(ENOMEM));
+	str_error(err, errsize, "%s: %s", be->path, strerror(ENOMEM));
 	return -1;
 }
 
@@ -1131,7 +1267,7 @@ int table_open_users(const char *what, const struct table_user *users,
 	be = calloc(1, sizeof(*be));
 	if (be == NULL || (be->path = strdup(what)) == NULL) {
 		free(be);
-		table_error(err, errsize, "%s: %s", what, strerror(ENOMEM));
+		str_error(err, errsize, "%s: %s", what, strerror(ENOMEM));
 		return -1;
 	}
 	if (users_load(be, users, n, duplicates_r, err, errsize) < 0) {
@@ -1144,17 +1280,17 @@ int table_open_users(const char *what, const struct table_user *users,
 
 /* ---- the vtable ---- */
 
+static const enum dir_status kind_status[KIND__COUNT] = {
+	[KIND_USER] = DIR_USER,
+	[KIND_LIST] = DIR_LIST,
+	[KIND_FORWARD] = DIR_FORWARD,
+	[KIND_MOVED] = DIR_MOVED,
+};
+
 static void result_fill(const struct backend *be, const struct entry *e,
 			struct dir_result *res)
 {
-	static const enum dir_status status[KIND__COUNT] = {
-		[KIND_USER] = DIR_USER,
-		[KIND_LIST] = DIR_LIST,
-		[KIND_FORWARD] = DIR_FORWARD,
-		[KIND_MOVED] = DIR_MOVED,
-	};
-
-	res->status = status[e->kind];
+	res->status = kind_status[e->kind];
 	res->key = e->key;
 	if (e->kind == KIND_USER) {
 		res->fullname = e->value;
@@ -1166,7 +1302,28 @@ static void result_fill(const struct backend *be, const struct entry *e,
 	}
 }
 
-static const struct entry *table_find(const struct backend *be, const char *s)
+/* The answer of a key's record: the same strings as its entry's, from
+ * the copies beside the key. */
+static void result_fill_key(const struct backend *be, key_record r,
+			    struct dir_result *res)
+{
+	const char *key = (const char *)r + KEY_REC_HEAD, *value = NULL;
+
+	if (r[0] & KEY_REC_FAR) {
+		result_fill(be, &be->entries[key_rec_entry(r)], res);
+		return;
+	}
+	if (r[0] & KEY_REC_VALUE)
+		value = key + r[1] + 1;
+	res->status = kind_status[r[0] & KEY_REC_KIND];
+	res->key = key;
+	if (res->status == DIR_USER)
+		res->fullname = value;
+	else
+		res->target = value;
+}
+
+static key_record table_find(const struct backend *be, const char *s)
 {
 	return s != NULL ? keys_find(be, s, strnlen(s, TABLE_KEY_MAX + 1))
 			 : NULL;
@@ -1177,13 +1334,14 @@ static void table_lookup(struct backend *be, const struct dir_query *q,
 {
 	struct dir_result res = { .status = DIR_NOTFOUND };
 	const struct entry *e = NULL;
+	key_record r = NULL;
 
 	if (q->address != NULL)
-		e = table_find(be, q->address);
-	if (e == NULL)
-		e = table_find(be, q->local);
-	if (e != NULL)
-		result_fill(be, e, &res);
+		r = table_find(be, q->address);
+	if (r == NULL)
+		r = table_find(be, q->local);
+	if (r != NULL)
+		result_fill_key(be, r, &res);
 	else if (q->address == NULL && q->by_name && q->local != NULL) {
 		res.status = names_match(be, q->local, &e);
 		if (res.status == DIR_USER)
@@ -1195,40 +1353,6 @@ static void table_lookup(struct backend *be, const struct dir_query *q,
 static size_t table_count(const struct backend *be)
 {
 	return be->nentries;
-}
-
-/* The one path in args, resolved against base_dir when relative. */
-static int table_resolve(const char *args, const char *base_dir, char *path,
-			 size_t pathsize, char *err, size_t errsize)
-{
-	const char *s = args != NULL ? args : "", *t, *rest;
-	int n;
-
-	while (is_blank(*s))
-		s++;
-	for (t = s; *t != '\0' && !is_blank(*t); t++)
-		;
-	for (rest = t; is_blank(*rest); rest++)
-		;
-	if (t == s || *rest != '\0') {
-		table_error(err, errsize, "table: expected one PATH");
-		return -1;
-	}
-	if ((size_t)(t - s) >= pathsize) {
-		table_error(err, errsize, "table: path too long");
-		return -1;
-	}
-	if (*s == '/' || base_dir == NULL || *base_dir == '\0')
-		n = snprintf(path, pathsize, "%.*s", (int)(t - s), s);
-	else
-		n = snprintf(path, pathsize, "%s%s%.*s", base_dir,
-			     base_dir[strlen(base_dir) - 1] == '/' ? "" : "/",
-			     (int)(t - s), s);
-	if (n < 0 || (size_t)n >= pathsize) {
-		table_error(err, errsize, "table: path too long");
-		return -1;
-	}
-	return 0;
 }
 
 static int table_alloc(struct backend *be, size_t bound)
@@ -1247,11 +1371,11 @@ static int table_read(struct backend *be, size_t *len_r, char *err,
 	int rc = str_read_file(be->path, &be->buf, len_r);
 
 	if (rc == 0)
-		rc = table_alloc(be, table_count_entry_lines(be->buf, *len_r));
+		rc = table_alloc(be, text_count_entry_lines(be->buf, *len_r));
 	if (rc != 0) {
-		table_error(err, errsize, "%s: %s", be->path,
-			    rc == EINVAL ? "not a regular file" :
-			    rc == EFBIG ? "too many entries" : strerror(rc));
+		str_error(err, errsize, "%s: %s", be->path,
+			  rc == EINVAL ? "not a regular file" :
+			  rc == EFBIG ? "too many entries" : strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -1283,7 +1407,7 @@ static int table_load(struct backend *be, char *err, size_t errsize)
 	if (rc == 0)
 		rc = names_build(be);
 	if (rc != 0) {
-		table_error(err, errsize, "%s: %s", be->path, strerror(rc));
+		str_error(err, errsize, "%s: %s", be->path, strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -1298,7 +1422,7 @@ int table_open_path(const char *path, struct backend **be_r, char *err,
 	be = calloc(1, sizeof(*be));
 	if (be == NULL || (be->path = strdup(path)) == NULL) {
 		free(be);
-		table_error(err, errsize, "%s: %s", path, strerror(ENOMEM));
+		str_error(err, errsize, "%s: %s", path, strerror(ENOMEM));
 		return -1;
 	}
 	if (table_load(be, err, errsize) < 0) {
@@ -1315,7 +1439,8 @@ static int table_open(const char *args, const char *base_dir,
 	char path[TABLE_PATH_MAX];
 
 	*be_r = NULL;
-	if (table_resolve(args, base_dir, path, sizeof(path), err, errsize) < 0)
+	if (text_path_arg("table", args, base_dir, path, sizeof(path), err,
+			  errsize) < 0)
 		return -1;
 	return table_open_path(path, be_r, err, errsize);
 }
@@ -1342,7 +1467,8 @@ static void table_close(struct backend **be_p)
 	free(be->postings);
 	free(be->words);
 	free(be->names);
-	free(be->keys);
+	free(be->key_homes);
+	free(be->key_mem);
 	free(be->members);
 	free(be->entries);
 	free(be->buf);

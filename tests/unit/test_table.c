@@ -3,7 +3,6 @@
  * answers, how free-text names match, every load error with its exact
  * message, and a generated table large enough to exercise the indexes.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,134 +12,13 @@
 
 #include "porterd/backend.h"
 #include "porterd/table.h"
-#include "testutil.h"
+#include "backendtest.h"
 
 #define ERR_MAX 1024
-#define ANSWER_MAX 4096
 
 static const struct backend_ops *const ops = &backend_table_ops;
 
 /* ---- helpers ---- */
-
-/* One answer as a line, so a row can state it exactly. */
-struct answer {
-	int calls;
-	char text[ANSWER_MAX];
-};
-
-static void members_format(const struct dir_result *r, char *out, size_t size)
-{
-	size_t len = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < r->nmembers; i++) {
-		int n = snprintf(out + len, size - len, "%s%s", i ? "," : "",
-				 r->members[i]);
-
-		ck_assert_int_ge(n, 0);
-		ck_assert_uint_lt(len + (size_t)n, size);
-		len += (size_t)n;
-	}
-}
-
-/* Fields an answer must not carry for its status are asserted empty. */
-static void answer_done(const struct dir_result *r, void *arg)
-{
-	struct answer *a = arg;
-	char members[ANSWER_MAX / 2];
-
-	a->calls++;
-	if (r->status != DIR_USER)
-		ck_assert_ptr_null(r->fullname);
-	if (r->status != DIR_LIST) {
-		ck_assert_ptr_null(r->members);
-		ck_assert_uint_eq(r->nmembers, 0);
-	}
-	if (r->status != DIR_FORWARD && r->status != DIR_MOVED)
-		ck_assert_ptr_null(r->target);
-	switch (r->status) {
-	case DIR_USER:
-		snprintf(a->text, sizeof(a->text), "user %s name=%s", r->key,
-			 r->fullname != NULL ? r->fullname : "(none)");
-		break;
-	case DIR_LIST:
-		members_format(r, members, sizeof(members));
-		snprintf(a->text, sizeof(a->text), "list %s members=%s",
-			 r->key, members);
-		break;
-	case DIR_FORWARD:
-	case DIR_MOVED:
-		snprintf(a->text, sizeof(a->text), "%s %s target=%s",
-			 r->status == DIR_FORWARD ? "forward" : "moved",
-			 r->key, r->target);
-		break;
-	case DIR_AMBIGUOUS:
-	case DIR_NOTFOUND:
-		ck_assert_ptr_null(r->key);
-		snprintf(a->text, sizeof(a->text), "%s",
-			 r->status == DIR_AMBIGUOUS ? "ambiguous" : "notfound");
-		break;
-	default:
-		snprintf(a->text, sizeof(a->text), "status %d", (int)r->status);
-		break;
-	}
-}
-
-/* Look up and return the answer line; the callback ran exactly once. */
-static const char *ask(struct backend *be, const char *address,
-		       const char *local, bool by_name, struct answer *a)
-{
-	struct dir_query q = {
-		.address = address,
-		.local = local,
-		.by_name = by_name,
-	};
-
-	memset(a, 0, sizeof(*a));
-	ops->lookup(be, &q, answer_done, a);
-	ck_assert_int_eq(a->calls, 1);
-	return a->text;
-}
-
-/* Like write_temp_file(), for contents with NUL bytes. */
-static char *write_temp_bytes(const char *data, size_t len)
-{
-	char *path = strdup("/tmp/porterd-test-XXXXXX");
-	int fd;
-
-	ck_assert_ptr_nonnull(path);
-	fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	close(fd);
-	return path;
-}
-
-static struct backend *open_ok(const char *path)
-{
-	struct backend *be = NULL;
-	char err[ERR_MAX] = "";
-
-	ck_assert_msg(ops->open(path, "/nonexistent-base", &be, err,
-				sizeof(err)) == 0, "open %s: %s", path, err);
-	ck_assert_ptr_nonnull(be);
-	return be;
-}
-
-/* The message open fails with, or "(opened)" when it does not fail. */
-static const char *open_error(const char *args, const char *base_dir,
-			      char *err, size_t errsize)
-{
-	struct backend *be = (struct backend *)&be;
-
-	err[0] = '\0';
-	if (ops->open(args, base_dir, &be, err, errsize) == 0) {
-		ops->close(&be);
-		return "(opened)";
-	}
-	ck_assert_ptr_null(be);
-	return err;
-}
 
 /* Open must fail with exactly want, %s standing for the path. */
 static void expect_open_error(const char *args, const char *base_dir,
@@ -149,40 +27,9 @@ static void expect_open_error(const char *args, const char *base_dir,
 	char err[ERR_MAX], expected[ERR_MAX];
 
 	snprintf(expected, sizeof(expected), want, path);
-	ck_assert_str_eq(open_error(args, base_dir, err, sizeof(err)),
+	ck_assert_str_eq(open_error(ops, args, base_dir, err, sizeof(err)),
 			 expected);
 }
-
-/* Rows that differ, gathered so that one run shows every wrong row. */
-struct report {
-	char text[16384];
-	size_t len;
-	int wrong;
-};
-
-static void report_add(struct report *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void report_add(struct report *r, const char *fmt, ...)
-{
-	size_t room = sizeof(r->text) - r->len;
-	va_list ap;
-	int n;
-
-	r->wrong++;
-	va_start(ap, fmt);
-	n = vsnprintf(r->text + r->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->len += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-static void report_check(const struct report *r)
-{
-	ck_assert_msg(r->wrong == 0, "%d rows wrong:\n%s", r->wrong, r->text);
-}
-
-#define NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
 
 /* ---- lookups in a table with every kind and form ---- */
 
@@ -320,7 +167,7 @@ static struct backend *fixture;
 static void fixture_setup(void)
 {
 	fixture_path = write_temp_file(fixture_text);
-	fixture = open_ok(fixture_path);
+	fixture = open_ok(ops, fixture_path);
 }
 
 static void fixture_teardown(void)
@@ -340,8 +187,8 @@ START_TEST(test_lookup_rows)
 		const struct lookup_row *row = &lookup_rows[i];
 		struct answer a;
 
-		if (strcmp(ask(fixture, row->address, row->local, row->by_name,
-			       &a), row->want) != 0)
+		if (strcmp(ask(ops, fixture, row->address, row->local,
+			       row->by_name, &a), row->want) != 0)
 			report_add(&r, "row %zu (%s, \"%s\", %s): got \"%s\","
 				   " want \"%s\"\n", i,
 				   row->address ? row->address : "NULL",
@@ -429,7 +276,7 @@ static void load_row_check(size_t i, const struct load_row *row,
 		if (ops->count(be) != row->entries)
 			report_add(r, "row %zu: %zu entries, want %zu\n", i,
 				   ops->count(be), row->entries);
-		if (strcmp(ask(be, NULL, row->local, true, &a), row->want))
+		if (strcmp(ask(ops, be, NULL, row->local, true, &a), row->want))
 			report_add(r, "row %zu: got \"%s\", want \"%s\"\n",
 				   i, a.text, row->want);
 		ops->close(&be);
@@ -462,14 +309,69 @@ START_TEST(test_key_length_limit)
 	snprintf(text, sizeof(text), "%s user Long Key\nl list %s\n", key,
 		 key);
 	path = write_temp_file(text);
-	be = open_ok(path);
+	be = open_ok(ops, path);
 	snprintf(want, sizeof(want), "user %s name=Long Key", key);
-	ck_assert_str_eq(ask(be, NULL, key, false, &a), want);
+	ck_assert_str_eq(ask(ops, be, NULL, key, false, &a), want);
 	snprintf(want, sizeof(want), "list l members=%s", key);
-	ck_assert_str_eq(ask(be, NULL, "l", false, &a), want);
+	ck_assert_str_eq(ask(ops, be, NULL, "l", false, &a), want);
 	ops->close(&be);
 	unlink(path);
 	free(path);
+}
+END_TEST
+
+/*
+ * Keys, names and targets of every length up to past what the key index
+ * keeps beside a key, answered the same whichever way it keeps them.
+ */
+#define LENGTHS_MAX 140
+
+static void lengths_fill(char *s, char c, size_t n)
+{
+	memset(s, c, n);
+	s[n] = '\0';
+}
+
+START_TEST(test_answer_lengths)
+{
+	size_t size = (size_t)LENGTHS_MAX * 3 * (LENGTHS_MAX + 64), len = 0;
+	char *text = malloc(size), *path;
+	char name[LENGTHS_MAX + 1], key[LENGTHS_MAX + 1], want[600], q[600];
+	struct backend *be;
+	struct answer a;
+
+	ck_assert_ptr_nonnull(text);
+	for (size_t n = 1; n <= LENGTHS_MAX; n++) {
+		lengths_fill(name, 'N', n);
+		lengths_fill(key, 'k', n);
+		len += (size_t)snprintf(text + len, size - len,
+			"u%03zu user %s\nf%03zu forward %s@x.example\n"
+			"%s user K%zu\n", n, name, n, name, key, n);
+		ck_assert_uint_lt(len, size);
+	}
+	path = write_temp_file(text);
+	be = open_ok(ops, path);
+	for (size_t n = 1; n <= LENGTHS_MAX; n++) {
+		lengths_fill(name, 'N', n);
+		lengths_fill(key, 'k', n);
+		snprintf(q, sizeof(q), "U%03zu", n);
+		snprintf(want, sizeof(want), "user u%03zu name=%s", n, name);
+		ck_assert_str_eq(ask(ops, be, NULL, q, false, &a), want);
+		snprintf(q, sizeof(q), "f%03zu", n);
+		lengths_fill(name, 'n', n);
+		snprintf(want, sizeof(want), "forward f%03zu target=%s@x.example",
+			 n, name);
+		ck_assert_str_eq(ask(ops, be, NULL, q, false, &a), want);
+		lengths_fill(q, 'K', n);
+		snprintf(want, sizeof(want), "user %s name=K%zu", key, n);
+		ck_assert_str_eq(ask(ops, be, NULL, q, false, &a), want);
+		snprintf(q, sizeof(q), "%sx", key);
+		ck_assert_str_eq(ask(ops, be, NULL, q, false, &a), "notfound");
+	}
+	ops->close(&be);
+	unlink(path);
+	free(path);
+	free(text);
 }
 END_TEST
 
@@ -569,7 +471,7 @@ START_TEST(test_error_rows)
 		char err[ERR_MAX], want[ERR_MAX];
 
 		snprintf(want, sizeof(want), row->want, path);
-		if (strcmp(open_error(path, "/tmp", err, sizeof(err)), want))
+		if (strcmp(open_error(ops, path, "/tmp", err, sizeof(err)), want))
 			report_add(&r, "row %zu: got \"%s\"\n"
 				   "        want \"%s\"\n", i, err, want);
 		unlink(path);
@@ -639,7 +541,7 @@ START_TEST(test_relative_path)
 
 	/* relative: resolved against base_dir, with or without a slash */
 	ck_assert_int_eq(ops->open(name, "/tmp", &be, err, sizeof(err)), 0);
-	ck_assert_str_eq(ask(be, NULL, "jones", false, &a),
+	ck_assert_str_eq(ask(ops, be, NULL, "jones", false, &a),
 			 "user jones name=Fred Jones");
 	ops->close(&be);
 	snprintf(args, sizeof(args), "  %s\t", name);
@@ -730,12 +632,12 @@ START_TEST(test_big_table)
 {
 	char *text = big_table_text();
 	char *path = write_temp_file(text);
-	struct backend *be = open_ok(path);
+	struct backend *be = open_ok(ops, path);
 	struct answer a;
 
 	ck_assert_uint_eq(ops->count(be), BIG_ENTRIES);
 	for (size_t i = 0; i < NROWS(big_rows); i++)
-		ck_assert_msg(strcmp(ask(be, NULL, big_rows[i].local,
+		ck_assert_msg(strcmp(ask(ops, be, NULL, big_rows[i].local,
 					 big_rows[i].by_name, &a),
 				     big_rows[i].want) == 0,
 			      "%s: got \"%s\", want \"%s\"", big_rows[i].local,
@@ -828,7 +730,7 @@ START_TEST(test_users_lookup)
 		const struct lookup_row *row = &users_rows[i];
 		struct answer a;
 
-		ck_assert_msg(strcmp(ask(be, row->address, row->local,
+		ck_assert_msg(strcmp(ask(ops, be, row->address, row->local,
 					 row->by_name, &a), row->want) == 0,
 			      "%s: got '%s', want '%s'", row->local, a.text,
 			      row->want);
@@ -850,7 +752,7 @@ START_TEST(test_users_none)
 					  sizeof(err)), 0);
 	ck_assert_uint_eq(dups, 0);
 	ck_assert_uint_eq(ops->count(be), 0);
-	ck_assert_str_eq(ask(be, NULL, "jones", true, &a), "notfound");
+	ck_assert_str_eq(ask(ops, be, NULL, "jones", true, &a), "notfound");
 	ops->close(&be);
 }
 END_TEST
@@ -913,6 +815,7 @@ static Suite *table_suite(void)
 	tc = tcase_create("load");
 	tcase_add_test(tc, test_load_rows);
 	tcase_add_test(tc, test_key_length_limit);
+	tcase_add_test(tc, test_answer_lengths);
 	tcase_add_test(tc, test_close_null);
 	suite_add_tcase(s, tc);
 
