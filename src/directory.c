@@ -112,21 +112,6 @@ struct dir_request {
 
 /* --- growable scratch ---------------------------------------------------- */
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-
-	if (need <= *cap)
-		return p;
-	while (ncap < need)
-		ncap *= 2;
-	p = realloc(p, ncap * elem);
-	if (p == NULL)
-		abort();	/* small and bounded: out of memory is fatal */
-	*cap = ncap;
-	return p;
-}
-
 static size_t arena_add(struct dir_request *r, const char *s)
 {
 	size_t len, off;
@@ -138,7 +123,7 @@ static size_t arena_add(struct dir_request *r, const char *s)
 	/* s may live in the arena itself: find it again after a realloc. */
 	inside = r->arena != NULL && s >= r->arena && s < r->arena + r->arena_len;
 	off = inside ? (size_t)(s - r->arena) : 0;
-	r->arena = grow(r->arena, &r->arena_cap, r->arena_len + len, 1);
+	r->arena = mem_grow(r->arena, &r->arena_cap, r->arena_len + len, 1);
 	if (inside)
 		s = r->arena + off;
 	off = r->arena_len;
@@ -299,7 +284,7 @@ static void copy_result(struct dir_request *r, const struct dir_result *res)
 	if (res->status == DIR_FORWARD || res->status == DIR_MOVED)
 		c->target = arena_add(r, res->target);
 	if (res->status == DIR_LIST) {
-		r->member_offs = grow(r->member_offs, &r->member_offs_cap,
+		r->member_offs = mem_grow(r->member_offs, &r->member_offs_cap,
 				      r->nmember_offs + res->nmembers,
 				      sizeof(*r->member_offs));
 		for (size_t i = 0; i < res->nmembers; i++)
@@ -382,7 +367,7 @@ static void add_member(struct dir_request *r, size_t fullname, size_t address)
 
 	if (!seen_insert(r, str_hash_nocase(addr, strlen(addr))))
 		return;
-	r->out = grow(r->out, &r->out_cap, r->nout + 1, sizeof(*r->out));
+	r->out = mem_grow(r->out, &r->out_cap, r->nout + 1, sizeof(*r->out));
 	r->out[r->nout].fullname = fullname;
 	r->out[r->nout].address = address;
 	r->nout++;
@@ -399,7 +384,7 @@ static void finish_expand(struct dir_request *r)
 	if (r->final == DIR_MOVED)
 		e.address = arena_str(r, r->res.target);
 	if (r->final == DIR_USER || r->final == DIR_LIST || r->final == DIR_FORWARD) {
-		r->members = grow(r->members, &r->members_cap, r->nout,
+		r->members = mem_grow(r->members, &r->members_cap, r->nout,
 				  sizeof(*r->members));
 		for (size_t i = 0; i < r->nout; i++) {
 			r->members[i].fullname = arena_str(r, r->out[i].fullname);
@@ -527,7 +512,7 @@ static bool forward_is_local(const struct dir_request *r)
 
 static enum dir_status forward_as_list(struct dir_request *r)
 {
-	r->member_offs = grow(r->member_offs, &r->member_offs_cap, r->nmember_offs + 1,
+	r->member_offs = mem_grow(r->member_offs, &r->member_offs_cap, r->nmember_offs + 1,
 			      sizeof(*r->member_offs));
 	r->res.members_first = r->nmember_offs;
 	r->member_offs[r->nmember_offs++] = r->res.target;

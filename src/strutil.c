@@ -222,3 +222,18 @@ int str_read_file(const char *path, char **buf_r, size_t *len_r)
 	*len_r = (size_t)st.st_size;
 	return 0;
 }
+
+void *mem_grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap = *cap ? *cap : 16;
+
+	if (need <= *cap)
+		return p;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(p, ncap * elem);
+	if (p == NULL)
+		abort();
+	*cap = ncap;
+	return p;
+}

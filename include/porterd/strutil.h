@@ -60,6 +60,13 @@ bool str_parse_seconds(const char *s, size_t len, uint64_t *secs_r);
  */
 void mem_hint_huge(void *p, size_t len);
 
+/*
+ * Grow the array p (*cap elements of elem octets) to hold at least need,
+ * doubling from 16; returns it, perhaps moved. For scratch space whose
+ * size is bounded by its caller: out of memory aborts.
+ */
+void *mem_grow(void *p, size_t *cap, size_t need, size_t elem);
+
 /* The text of errno value err in buf (thread-safe); returns buf. */
 const char *str_errno(int err, char *buf, size_t size);
 

@@ -343,21 +343,6 @@ int pgsql_params_parse(const char *args, struct pgsql_params *p, char *err,
 
 /* ---- rows ---- */
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-
-	if (need <= *cap)
-		return p;
-	while (ncap < need)
-		ncap *= 2;
-	p = realloc(p, ncap * elem);
-	if (p == NULL)
-		abort();	/* bounded by PGSQL_RESULT_MAX: out of memory is fatal */
-	*cap = ncap;
-	return p;
-}
-
 void pgsql_rows_reset(struct pgsql_rows *r)
 {
 	r->len = 0;
@@ -372,7 +357,7 @@ static size_t rows_text_add(struct pgsql_rows *r, const char *v, size_t len)
 
 	if (v == NULL)
 		return PGSQL_NULL;
-	r->text = grow(r->text, &r->cap, r->len + len + 1, 1);
+	r->text = mem_grow(r->text, &r->cap, r->len + len + 1, 1);
 	memcpy(r->text + off, v, len);
 	r->text[off + len] = '\0';
 	r->len += len + 1;
@@ -389,7 +374,7 @@ void pgsql_rows_add(struct pgsql_rows *r, const char *v0, size_t len0,
 		r->too_many = true;
 		return;
 	}
-	r->cells = grow(r->cells, &r->cells_cap, r->ncells + 2, sizeof(*r->cells));
+	r->cells = mem_grow(r->cells, &r->cells_cap, r->ncells + 2, sizeof(*r->cells));
 	r->cells[r->ncells++] = rows_text_add(r, v0, len0);
 	r->cells[r->ncells++] = rows_text_add(r, v1, len1);
 	r->nrows++;
@@ -535,7 +520,7 @@ static void members_split(struct pgsql_rows *rows, char *v, size_t *n,
 		last = *t == '\0';
 		*t = '\0';
 		if (address_clean(v)) {
-			rows->members = grow(rows->members, &rows->members_cap,
+			rows->members = mem_grow(rows->members, &rows->members_cap,
 					     *n + 1, sizeof(*rows->members));
 			rows->members[(*n)++] = v;
 		} else {

@@ -43,6 +43,29 @@ START_TEST(test_has_8bit_boundaries)
 }
 END_TEST
 
+/* Doubling from 16, never shrinking, contents kept. */
+START_TEST(test_mem_grow)
+{
+	size_t cap = 0;
+	int *a = mem_grow(NULL, &cap, 1, sizeof(*a));
+
+	ck_assert_uint_eq(cap, 16);
+	for (int i = 0; i < 16; i++)
+		a[i] = i;
+	a = mem_grow(a, &cap, 16, sizeof(*a));
+	ck_assert_uint_eq(cap, 16);
+	a = mem_grow(a, &cap, 17, sizeof(*a));
+	ck_assert_uint_eq(cap, 32);
+	a = mem_grow(a, &cap, 100, sizeof(*a));
+	ck_assert_uint_eq(cap, 128);
+	a = mem_grow(a, &cap, 5, sizeof(*a));
+	ck_assert_uint_eq(cap, 128);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(a[i], i);
+	free(a);
+}
+END_TEST
+
 START_TEST(test_errno_text)
 {
 	char buf[128];
@@ -137,6 +160,7 @@ int main(void)
 
 	tcase_add_test(tc, test_has_8bit_every_position);
 	tcase_add_test(tc, test_has_8bit_boundaries);
+	tcase_add_test(tc, test_mem_grow);
 	tcase_add_test(tc, test_errno_text);
 	tcase_add_test(tc, test_hint_huge_keeps_contents);
 	tcase_add_loop_test(tc, test_parse_rows, 0,
