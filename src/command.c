@@ -40,13 +40,35 @@ static bool is_blank(char c)
 
 /* Control bytes other than tab never belong in a command (a NUL or a bare
  * CR inside a line is how smuggling and log forging start). */
+static bool is_control_byte(unsigned char c)
+{
+	return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/*
+ * Every command's every byte passes here, so eight are screened at a
+ * time: a word with no byte below 0x20 and none equal to 0x7f is clean
+ * (the classic has-less and has-zero tests are exact about "any byte");
+ * only a word that fails (a tab, say) is looked at byte by byte.
+ */
 static bool has_control_bytes(const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return true;
+	const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w, del;
+
+		memcpy(&w, s + i, sizeof(w));
+		del = w ^ (ones * 0x7f);
+		if ((((w - ones * 0x20) & ~w) | ((del - ones) & ~del)) & highs)
+			for (size_t k = i; k < i + 8; k++)
+				if (is_control_byte((unsigned char)s[k]))
+					return true;
 	}
+	for (; i < len; i++)
+		if (is_control_byte((unsigned char)s[i]))
+			return true;
 	return false;
 }
 

@@ -37,6 +37,7 @@ struct chain_link {
 	const struct backend_ops *ops;
 	struct backend *be;
 	struct dircache *cache;	/* NULL: every question goes to be */
+	bool no_hints;		/* its prefetch said hints never help */
 };
 
 struct directory {
@@ -137,19 +138,29 @@ static const char *arena_str(const struct dir_request *r, size_t off)
 	return off == NO_STRING ? NULL : r->arena + off;
 }
 
-/* Add an address "key" or "key@domain" to the arena (bare keys qualified). */
-static size_t arena_add_address(struct dir_request *r, const char *key,
+/*
+ * The arena string of key (an arena offset) as an address: the key
+ * itself when it has a domain or there is none to add, else a new
+ * "key@domain" (bare keys are qualified). One growth, one copy of each.
+ */
+static size_t arena_add_address(struct dir_request *r, size_t key,
 				const char *domain)
 {
-	size_t off;
+	size_t klen, dlen, off;
 
-	if (strchr(key, '@') != NULL || domain == NULL)
-		return arena_add(r, key);
-	off = arena_add(r, key);
-	r->arena_len--;		/* overwrite the NUL */
-	arena_add(r, "@");
-	r->arena_len--;
-	arena_add(r, domain);
+	if (key == NO_STRING)
+		return NO_STRING;
+	klen = strlen(r->arena + key);
+	if (domain == NULL || memchr(r->arena + key, '@', klen) != NULL)
+		return key;
+	dlen = strlen(domain);
+	r->arena = mem_grow(r->arena, &r->arena_cap,
+			    r->arena_len + klen + 1 + dlen + 1, 1);
+	off = r->arena_len;
+	memcpy(r->arena + off, r->arena + key, klen);
+	r->arena[off + klen] = '@';
+	memcpy(r->arena + off + klen + 1, domain, dlen + 1);
+	r->arena_len += klen + 1 + dlen + 1;
 	return off;
 }
 
@@ -348,8 +359,7 @@ static void finish_lookup(struct dir_request *r, enum dir_status status)
 
 	if (!r->cancelled) {
 		if (status == DIR_USER || status == DIR_LIST) {
-			size_t off = arena_add_address(r, arena_str(r, r->res.key),
-						       r->domain);
+			size_t off = arena_add_address(r, r->res.key, r->domain);
 			a.address = arena_str(r, off);
 			a.fullname = arena_str(r, r->res.fullname);
 		} else if (status == DIR_FORWARD || status == DIR_MOVED) {
@@ -453,11 +463,10 @@ static void next_member(struct dir_request *r)
 
 static void expand_member_result(struct dir_request *r, enum dir_status st)
 {
-	const char *key = arena_str(r, r->res.key);
-
 	switch (st) {
 	case DIR_USER:
-		add_member(r, r->res.fullname, arena_add_address(r, key, r->domain));
+		add_member(r, r->res.fullname,
+			   arena_add_address(r, r->res.key, r->domain));
 		break;
 	case DIR_FORWARD:
 		add_member(r, NO_STRING, r->res.target);
@@ -486,7 +495,7 @@ static void expand_top_result(struct dir_request *r, enum dir_status st)
 	r->final = st;
 	if (st == DIR_USER)
 		add_member(r, r->res.fullname,
-			   arena_add_address(r, arena_str(r, r->res.key), r->domain));
+			   arena_add_address(r, r->res.key, r->domain));
 	else if (st == DIR_FORWARD)
 		add_member(r, NO_STRING, r->res.target);
 	if (st == DIR_LIST) {
@@ -644,6 +653,26 @@ struct dir_request *directory_expand(struct directory *dir,
 	return request_launch(r);
 }
 
+bool directory_prefetch(struct directory *dir, const struct lookup_arg *q)
+{
+	bool wanted = false;
+
+	for (size_t i = 0; i < dir->nchain; i++) {
+		struct chain_link *l = &dir->chain[i];
+
+		if (l->ops->prefetch == NULL || l->no_hints)
+			continue;
+		/* The keys a lookup asks: the whole address, then its local part. */
+		if ((q->domain == NULL ||
+		     l->ops->prefetch(l->be, q->text, q->textlen)) &&
+		    l->ops->prefetch(l->be, q->local, q->locallen))
+			wanted = true;
+		else
+			l->no_hints = true;
+	}
+	return wanted;
+}
+
 void directory_cancel(struct dir_request *req)
 {
 	if (req != NULL)
@@ -778,8 +807,11 @@ static int open_one(struct directory *dir, const struct config *cfg,
 	if (cached < 0)
 		return -1;
 	directory_append_cached(dir, ops, be, cached ? &cache : NULL);
-	log_event(LOG_LEVEL_INFO, "event=directory_open backend=%s entries=%zu",
-		  ops->name, ops->count(be));
+	if (ops->count != NULL)
+		log_event(LOG_LEVEL_INFO, "event=directory_open backend=%s entries=%zu",
+			  ops->name, ops->count(be));
+	else
+		log_event(LOG_LEVEL_INFO, "event=directory_open backend=%s", ops->name);
 	return 0;
 }
 
@@ -855,7 +887,8 @@ size_t directory_count(const struct directory *dir)
 	size_t n = 0;
 
 	for (size_t i = 0; i < dir->nchain; i++)
-		n += dir->chain[i].ops->count(dir->chain[i].be);
+		if (dir->chain[i].ops->count != NULL)
+			n += dir->chain[i].ops->count(dir->chain[i].be);
 	return n;
 }
 

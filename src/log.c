@@ -12,8 +12,6 @@
 #include <string.h>
 #include <syslog.h>
 
-/* The longest line, prefix and newline included; longer ones are cut. */
-#define LOG_LINE_MAX 1100
 /* Lines batched before a write is forced. */
 #define LOG_BATCH_SIZE (64 * 1024)
 
@@ -269,6 +267,51 @@ void log_event(enum log_level level, const char *fmt, ...)
 static bool is_plain(unsigned char c)
 {
 	return c >= 0x20 && c < 0x7f && c != '\\' && c != '"';
+}
+
+bool log_line_start(struct log_line *l, enum log_level level)
+{
+	if (level > max_level)
+		return false;
+	l->level = level;
+	l->len = 0;
+	log_line_lit(l, LOG_PREFIX "level=");
+	log_line_str(l, level_names[level]);
+	log_line_lit(l, " ");
+	return true;
+}
+
+void log_line_escaped(struct log_line *l, const char *s, size_t len)
+{
+	char esc[LOG_VALUE_MAX];
+	size_t plain = 0;
+
+	while (plain < len && is_plain((unsigned char)s[plain]))
+		plain++;
+	/* The common case, nothing to escape or cut, as log_escape() would. */
+	if (plain == len && len < LOG_VALUE_MAX - 4) {
+		log_line_add(l, s, len);
+		return;
+	}
+	log_line_str(l, log_escape(esc, sizeof(esc), s, len));
+}
+
+void log_line_uint(struct log_line *l, unsigned long long v)
+{
+	size_t room = sizeof(l->buf) - 1 - l->len;
+
+	l->len += put_unsigned(l->buf + l->len, room, v);
+}
+
+void log_line_end(struct log_line *l)
+{
+	if (syslog_send != NULL) {
+		l->buf[l->len] = '\0';
+		syslog_send(log_syslog_priority(l->level), l->buf + LOG_PREFIX_LEN);
+		return;
+	}
+	l->buf[l->len++] = '\n';
+	emit(l->buf, l->len);
 }
 
 const char *log_escape(char *dst, size_t dstsize, const char *src, size_t len)

@@ -218,8 +218,12 @@ void policy_for_client(const struct config *cfg, const char *client_addr,
 static bool public_matches(const char *entry, const char *local, size_t locallen,
 			   const char *domain, size_t domainlen)
 {
-	const char *at = strchr(entry, '@');
+	const char *at;
 
+	/* Asked for every VRFY: most queries differ at once. */
+	if (locallen == 0 || entry[0] != str_lower_char(local[0]))
+		return false;
+	at = strchr(entry, '@');
 	if (at == NULL)
 		return str_eq_nocase(entry, strlen(entry), local, locallen);
 	return domain != NULL &&

@@ -88,7 +88,8 @@ int directory_attach(struct directory *dir, struct event_base *base,
 
 void directory_free(struct directory **dir);
 
-/* Total entries over all backends (for the log line at load). */
+/* Total entries over the backends that count theirs (a database does
+ * not), for the log line at reload. */
 size_t directory_count(const struct directory *dir);
 
 /* True when domain (len octets, any case) is one of ours. */
@@ -106,6 +107,16 @@ struct dir_request *directory_lookup(struct directory *dir,
 struct dir_request *directory_expand(struct directory *dir,
 				     const struct lookup_arg *q,
 				     directory_expand_fn *cb, void *arg);
+
+/*
+ * A hint that q will be looked up soon (a later command of a pipelined
+ * group): backends that can start fetching its entry into the CPU cache
+ * do, so the lookups of a group overlap their memory reads instead of
+ * waiting for them one by one. It answers nothing and changes no answer.
+ * Only q's text, local part and domain are read. Returns false when no
+ * backend of dir takes hints: the caller may stop looking for them.
+ */
+bool directory_prefetch(struct directory *dir, const struct lookup_arg *q);
 
 /* The callback will not run; the request is released when its backend
  * answers. */

@@ -8,13 +8,17 @@
 #ifndef PORTERD_LOG_H
 #define PORTERD_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 enum log_level { LOG_LEVEL_ERR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Longest escaped value log_escape() produces, including the NUL. */
 #define LOG_VALUE_MAX 256
+/* The longest line, prefix and newline included; longer ones are cut. */
+#define LOG_LINE_MAX 1100
 
 /* Log lines up to max_level to stream (NULL: stderr). */
 void log_init(enum log_level max_level, FILE *stream);
@@ -61,5 +65,43 @@ void log_buffer_stop(void);
  * Returns dst so it can be used inline in log_event() arguments.
  */
 const char *log_escape(char *dst, size_t dstsize, const char *src, size_t len);
+
+/*
+ * A line built piece by piece, for the line every command logs (a
+ * VRFY's): no format to interpret, constant pieces copied as the
+ * compiler sees fit. What passes the longest line is cut, as by
+ * log_event(). Client text goes in through log_line_escaped() only.
+ */
+struct log_line {
+	enum log_level level;
+	size_t len;
+	char buf[LOG_LINE_MAX];
+};
+
+/* Start a line of level; false when level is not logged (build nothing). */
+bool log_line_start(struct log_line *l, enum log_level level);
+/* Escape len bytes of client text into the line, as log_escape() does. */
+void log_line_escaped(struct log_line *l, const char *s, size_t len);
+void log_line_uint(struct log_line *l, unsigned long long v);
+/* Send the line (its newline is added). */
+void log_line_end(struct log_line *l);
+
+static inline void log_line_add(struct log_line *l, const char *s, size_t len)
+{
+	size_t room = sizeof(l->buf) - 1 - l->len;	/* the newline fits */
+
+	if (len > room)
+		len = room;
+	memcpy(l->buf + l->len, s, len);
+	l->len += len;
+}
+
+static inline void log_line_str(struct log_line *l, const char *s)
+{
+	log_line_add(l, s, strlen(s));
+}
+
+/* A string literal, its length known to the compiler. */
+#define log_line_lit(l, lit) log_line_add((l), "" lit, sizeof(lit) - 1)
 
 #endif

@@ -1312,12 +1312,6 @@ static void pgsql_lookup(struct backend *be, const struct dir_query *q,
 	pool_dispatch(be);
 }
 
-/* A database's rows are not counted: the log line at load says 0. */
-static size_t pgsql_count(const struct backend *be)
-{
-	(void)be;
-	return 0;
-}
 
 static void pgsql_close(struct backend **be_p)
 {
@@ -1361,6 +1355,6 @@ const struct backend_ops backend_pgsql_ops = {
 	.open = pgsql_open,
 	.attach = pgsql_attach,
 	.lookup = pgsql_lookup,
-	.count = pgsql_count,
+	/* no count: a database's rows are not counted */
 	.close = pgsql_close,
 };

@@ -402,7 +402,10 @@ def t_server_starts(ctx, state, pg):
 
 
 def t_daemon_starts(ctx, state, pg):
-    state["daemon"] = ctx.start_daemon("pgsql", directories=[directory_line(pg.port)])
+    """A database's rows are not counted: the load line says no number."""
+    d = state["daemon"] = ctx.start_daemon("pgsql", directories=[directory_line(pg.port)])
+    d.wait_log(rb"event=directory_open backend=pgsql\n")
+    check(b"backend=pgsql entries=" not in d.log(), f"an entry count for pgsql: {d.log_tail()}")
 
 
 def t_check_config(ctx, state, pg):

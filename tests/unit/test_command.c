@@ -64,6 +64,29 @@ START_TEST(test_nul_byte)
 }
 END_TEST
 
+/* Every byte value at every position of a long line, where the word-wide
+ * screen and the byte-wise tail both see it: controls (but tab) refused,
+ * everything else, 8-bit included, left to the rest of the parse. */
+START_TEST(test_control_byte_each_position)
+{
+	char line[40];
+	struct command cmd;
+
+	for (unsigned c = 0; c < 256; c++) {
+		bool control = (c < 0x20 && c != '\t') || c == 0x7f;
+
+		for (size_t pos = 5; pos < sizeof(line); pos++) {
+			memcpy(line, "NOOP ", 5);
+			memset(line + 5, 'x', sizeof(line) - 5);
+			line[pos] = (char)c;
+			ck_assert_msg((command_parse(line, sizeof(line), &cmd) ==
+				       COMMAND_BAD_CHARACTERS) == control,
+				      "byte 0x%02x at %zu", c, pos);
+		}
+	}
+}
+END_TEST
+
 START_TEST(test_verb_names)
 {
 	ck_assert_str_eq(command_verb_name(VERB_VRFY), "VRFY");
@@ -183,6 +206,7 @@ int main(void)
 
 	tcase_add_loop_test(tc, test_parse_rows, 0, sizeof(parse_rows) / sizeof(parse_rows[0]));
 	tcase_add_test(tc, test_nul_byte);
+	tcase_add_test(tc, test_control_byte_each_position);
 	tcase_add_test(tc, test_verb_names);
 	tcase_add_loop_test(tc, test_lookup_arg_rows, 0, sizeof(arg_rows) / sizeof(arg_rows[0]));
 	tcase_add_test(tc, test_long_domain_and_path);

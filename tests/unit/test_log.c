@@ -215,6 +215,57 @@ START_TEST(test_overlong_line_is_cut_not_split)
 }
 END_TEST
 
+/* The piece-by-piece line: the same text log_event() gives, client text
+ * escaped, nothing built below the level, an overlong line cut whole. */
+START_TEST(test_line_builder)
+{
+	char buf[4096], big[3000];
+	struct log_line l;
+	FILE *f = tmpfile();
+
+	ck_assert_ptr_nonnull(f);
+	log_init(LOG_LEVEL_INFO, f);
+	ck_assert(log_line_start(&l, LOG_LEVEL_INFO));
+	log_line_lit(&l, "event=vrfy client=");
+	log_line_str(&l, "127.0.0.1");
+	log_line_lit(&l, " query=\"");
+	log_line_escaped(&l, "jo\"nes\r\nlevel=err", 17);
+	log_line_lit(&l, "\" code=");
+	log_line_uint(&l, 250);
+	log_line_lit(&l, " n=");
+	log_line_uint(&l, 0);
+	log_line_end(&l);
+	ck_assert(!log_line_start(&l, LOG_LEVEL_DEBUG));
+	ck_assert_str_eq(contents(f, buf, sizeof(buf)),
+			 "porterd: level=info event=vrfy client=127.0.0.1 "
+			 "query=\"jo\\x22nes\\x0d\\x0alevel=err\" code=250 n=0\n");
+	/* Plain text as long as log_escape() keeps whole, then longer: cut. */
+	memset(big, 'y', sizeof(big));
+	for (size_t n = LOG_VALUE_MAX - 6; n <= LOG_VALUE_MAX - 2; n++) {
+		char esc[LOG_VALUE_MAX], want[LOG_LINE_MAX];
+
+		ck_assert(log_line_start(&l, LOG_LEVEL_WARN));
+		log_line_escaped(&l, big, n);
+		log_line_end(&l);
+		snprintf(want, sizeof(want), "porterd: level=warning %s\n",
+			 log_escape(esc, sizeof(esc), big, n));
+		ck_assert_str_eq(strrchr(contents(f, buf, sizeof(buf)) , '\n') -
+				 strlen(want) + 1, want);
+	}
+	rewind(f);
+	ck_assert_int_eq(ftruncate(fileno(f), 0), 0);
+	ck_assert(log_line_start(&l, LOG_LEVEL_INFO));
+	for (int i = 0; i < 3; i++)
+		log_line_add(&l, big, sizeof(big));
+	log_line_end(&l);
+	contents(f, buf, sizeof(buf));
+	ck_assert_uint_eq(strlen(buf), LOG_LINE_MAX);
+	ck_assert_ptr_eq(strchr(buf, '\n'), buf + LOG_LINE_MAX - 1);
+	log_init(LOG_LEVEL_INFO, NULL);
+	fclose(f);
+}
+END_TEST
+
 /* ---- syslog ---------------------------------------------------------- */
 
 static const struct {
@@ -279,6 +330,18 @@ START_TEST(test_syslog_one_message_a_line)
 	ck_assert_str_eq(sent.text[1], "level=info event=two arg=\"x\\x0alevel=err event=forged\"");
 	ck_assert_int_eq(sent.priority[2], LOG_ERR);
 	ck_assert_str_eq(sent.text[2], "level=err event=three v=   ab");
+	{
+		struct log_line l;
+
+		ck_assert(log_line_start(&l, LOG_LEVEL_WARN));
+		log_line_lit(&l, "event=four q=\"");
+		log_line_escaped(&l, "a\nb", 3);
+		log_line_lit(&l, "\"");
+		log_line_end(&l);
+		ck_assert_uint_eq(sent.n, 4);
+		ck_assert_int_eq(sent.priority[3], LOG_WARNING);
+		ck_assert_str_eq(sent.text[3], "level=warning event=four q=\"a\\x0ab\"");
+	}
 	log_init(LOG_LEVEL_INFO, NULL);
 }
 END_TEST
@@ -357,6 +420,7 @@ int main(void)
 	tcase_add_test(tc, test_full_batch_is_written_whole);
 	tcase_add_test(tc, test_conversions);
 	tcase_add_test(tc, test_overlong_line_is_cut_not_split);
+	tcase_add_test(tc, test_line_builder);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("syslog");

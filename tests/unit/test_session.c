@@ -1065,6 +1065,81 @@ START_TEST(test_progress_counts_commands)
 }
 END_TEST
 
+/* The session of a config like the fixture's whose table also has
+ * extra users u0 .. u<extra - 1>: enough to make it take lookup hints. */
+static struct session *session_with_big_table(struct config **c_r, char **path_r,
+					      struct capture *out, int extra)
+{
+	size_t size = sizeof(fixture_table) + (size_t)extra * 32, len;
+	char *table = malloc(size), text[1024], err[512];
+	struct session_io io = { .resume = on_resume, .sink = capture_sink(out) };
+	struct session *s;
+
+	ck_assert_ptr_nonnull(table);
+	len = (size_t)snprintf(table, size, "%s", fixture_table);
+	for (int i = 0; i < extra; i++)
+		len += (size_t)snprintf(table + len, size - len, "u%d user User %d\n", i, i);
+	*path_r = write_temp_file(table);
+	free(table);
+	snprintf(text, sizeof(text), "hostname mail.example.test\n"
+		 "domains example.test example.org\ndirectory table %s\n"
+		 "maildir /nonexistent/%%d/%%u\nvrfy on\nexpn on\n"
+		 "error_soft_limit 1000\nerror_hard_limit 1000\n", *path_r);
+	ck_assert_int_eq(config_parse(text, strlen(text), "big.conf", c_r, err, sizeof(err)), 0);
+	ck_assert_msg(directory_open(*c_r, &(*c_r)->dir, err, sizeof(err)) == 0, "%s", err);
+	env = (struct session_env){ .now_ms = test_now_ms };
+	s = session_new(*c_r, &env, client, &io);
+	ck_assert_ptr_nonnull(s);
+	session_start(s);
+	return s;
+}
+
+/*
+ * A pipelined group read at once (its lookups hinted ahead, every form a
+ * VRFY or EXPN may take, odd ones included) is answered exactly as the
+ * same lines read one at a time (nothing to look ahead of).
+ */
+START_TEST(test_lookahead_changes_no_answer)
+{
+	static const char *const lines[] = {
+		"VRFY jones", "vrfy <JONES@example.test>", "VRFY smith", "EXPN example-people",
+		"VRFY \"Fred Smith\"", "VRFY Fred Smith", "VRFY u123", "VRFY u123x",
+		"VRFY <u7@example.org>", "VRFY u9@elsewhere.example", "VRFY <>", "VRFY @",
+		"VRFY a@", "VRFY <@>", "VRFY <", "VRFY >", "VRFY  u5", "VRFY\tu5",
+		"EXPN <u5@example.org>", "EXPN all-staff", "VRFY j\xc3\xb6rg", "VRFYu1",
+		"VRFY \"u1\"@example.test", "VRFY u1@@example.test", "NOOP", "VRFY u2 x",
+	};
+	static struct capture together, apart;
+	char group[4096] = "", *path_a, *path_b;
+	struct config *ca = NULL, *cb = NULL;
+	struct session *a = session_with_big_table(&ca, &path_a, &together, 60000);
+	struct session *b = session_with_big_table(&cb, &path_b, &apart, 60000);
+	size_t len;
+
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+			char line[256];
+			int n = snprintf(line, sizeof(line), "%s\r\n", lines[i]);
+
+			ck_assert_uint_eq(session_feed(b, line, (size_t)n), (size_t)n);
+			strcat(group, line);
+		}
+	}
+	len = strlen(group);
+	ck_assert_uint_eq(session_feed(a, group, len), len);
+	ck_assert_str_eq(together.buf, apart.buf);
+	ck_assert_ptr_nonnull(strstr(together.buf, "250 2.1.5 User 123 <u123@example.test>"));
+	session_free(&a);
+	session_free(&b);
+	config_unref(&ca);
+	config_unref(&cb);
+	unlink(path_a);
+	unlink(path_b);
+	free(path_a);
+	free(path_b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("session");
@@ -1072,6 +1147,7 @@ int main(void)
 
 	tcase_add_loop_test(tc, test_rows, 0, sizeof(rows) / sizeof(rows[0]));
 	tcase_add_test(tc, test_ehlo_advertises);
+	tcase_add_test(tc, test_lookahead_changes_no_answer);
 	tcase_add_test(tc, test_disabled_not_advertised);
 	tcase_add_test(tc, test_vrfy_252_reveals_nothing);
 	tcase_add_test(tc, test_trusted_client_gets_truth);
