@@ -7,18 +7,20 @@
  * only once it is complete and on disk. It must never accept a table the
  * `table` backend refuses: the table is read by that backend's parser.
  *
- * Large tables: the records and the slot table that finds them are two
- * values, each one run of pages, written straight into the room LMDB
- * reserves for them (MDB_RESERVE), with no copy made first. The name
- * indexes are written in their key order with MDB_APPENDDUP in large
- * transactions, so LMDB fills their pages left to right, never searching
- * or splitting; the sorting is done in memory first.
+ * Format 3: the keys, the full names and the words are each one hashed
+ * dictionary (lmdbdict.h), so that a lookup of any of them is one trip
+ * to memory whatever the size of the map. Each dictionary is one value,
+ * planned whole in memory first (where every record goes), then written
+ * straight into the room LMDB reserves for it (MDB_RESERVE), with no
+ * copy made. The name indexes' entries are sorted in memory to gather
+ * each name's users.
  */
 #include "porterd/makemap.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +29,11 @@
 #include <unistd.h>
 
 #include "porterd/command.h"
+#include "porterd/lmdbdict.h"
 #include "porterd/lmdbmap.h"
 #include "porterd/strutil.h"
 #include "porterd/table.h"
 
-#define MAKEMAP_BATCH 1000000		/* puts in one write transaction */
 #define MAKEMAP_MAPSIZE_MIN (16u << 20)	/* the estimate's floor */
 #define MAKEMAP_SUFFIX ".tmp-XXXXXX"
 
@@ -45,7 +47,15 @@ struct item {
 				 * followed */
 	const char *text;
 	uint32_t len;
-	uint32_t ref;		/* the user's table entry */
+	uint32_t ref;		/* the user's locator */
+};
+
+/* A name index: its pairs sorted, gathered by name, as a dictionary. */
+struct name_index {
+	struct item *items;
+	size_t nitems;
+	size_t *start;		/* each name's first pair; then nitems */
+	size_t nnames;
 };
 
 struct builder {
@@ -54,15 +64,12 @@ struct builder {
 	size_t errsize;
 	struct backend *table;
 	size_t nkeys;
-	uint32_t *loc;		/* each table entry's record locator */
-	size_t records_size;
-	size_t buckets;		/* of the slot table */
-	size_t slots_size;
-	unsigned char *taken;	/* slots taken in each bucket */
-	struct item *fullnames, *words;
-	size_t nfullnames, nwords;
+	char key[ADDRESS_PATH_MAX + 1];	/* the key just given, lowercase */
+	struct name_index fullnames, words;
 	char *lower;		/* lowercase copies of all full names */
-	uint32_t pair_value;	/* the locator of the pair being written */
+	/* The dictionaries of DB_KEYS, DB_FULLNAMES and DB_WORDS. */
+	struct lmdbdict_source source[DB__COUNT];
+	struct lmdbdict_plan plan[DB__COUNT];
 	char meta_format[16], meta_entries[32];
 	int fd;			/* the file being built, while tmp_live */
 	MDB_env *env;
@@ -71,9 +78,10 @@ struct builder {
 };
 
 /* Fills the key and value of record i of a step; 0 or an errno value. */
-typedef int item_fn(struct builder *b, size_t i, MDB_val *k, MDB_val *v);
+typedef int item_fn(struct builder *b, enum map_db db, size_t i, MDB_val *k,
+		    MDB_val *v);
 /* Writes record i's value where MDB_RESERVE put it. */
-typedef void fill_fn(struct builder *b, size_t i, void *data);
+typedef void fill_fn(struct builder *b, enum map_db db, size_t i, void *data);
 
 struct step {
 	enum map_db db;
@@ -107,10 +115,10 @@ static struct item item_make(const char *text, size_t len, size_t ref)
 }
 
 /*
- * LMDB's default order (memcmp over the shorter, then the shorter first),
- * then the entry's place, which is its locator's order: the order
- * MDB_APPENDDUP needs. The zero padding of a short prefix sorts it first,
- * as LMDB does, because no text holds a NUL.
+ * By text (memcmp over the shorter, then the shorter first), then by the
+ * user's locator: a name's pairs together, its users as a dictionary
+ * value lists them. The zero padding of a short prefix sorts it first,
+ * because no text holds a NUL.
  */
 static int item_cmp(const void *pa, const void *pb)
 {
@@ -198,142 +206,47 @@ static size_t value_write(const struct dir_result *r, unsigned char *v)
 	return len;
 }
 
-static size_t record_size(size_t keylen, size_t valuelen)
-{
-	size_t n = LMDBMAP_RECORD_HEAD + keylen + valuelen;
+/* ---- the keys' dictionary ---- */
 
-	return (n + LMDBMAP_RECORD_ALIGN - 1) / LMDBMAP_RECORD_ALIGN *
-	       LMDBMAP_RECORD_ALIGN;
+static const char *key_of(void *arg, size_t i, size_t *len_r)
+{
+	struct builder *b = arg;
+	struct dir_result r;
+	size_t len;
+
+	table_entry_get(b->table, i, &r);
+	len = strlen(r.key);
+	/* The table never holds a key longer: 0 makes the plan refuse it. */
+	*len_r = str_lower_copy(b->key, sizeof(b->key), r.key, len) ? len : 0;
+	return b->key;
 }
 
-/* Where each entry's record goes, in table order, and their total. */
-static int records_plan(struct builder *b)
+static size_t key_value_size(void *arg, size_t i)
 {
-	uint64_t off = 0;
+	struct builder *b = arg;
+	struct dir_result r;
 
+	table_entry_get(b->table, i, &r);
+	return value_size(&r);
+}
+
+static void key_value_write(void *arg, size_t i, unsigned char *out)
+{
+	struct builder *b = arg;
+	struct dir_result r;
+
+	table_entry_get(b->table, i, &r);
+	value_write(&r, out);
+}
+
+static int keys_plan(struct builder *b)
+{
 	b->nkeys = table_entry_count(b->table);
-	if (b->nkeys >= UINT32_MAX)
-		return EFBIG;
-	b->loc = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*b->loc));
-	if (b->loc == NULL)
-		return ENOMEM;
-	for (size_t i = 0; i < b->nkeys; i++) {
-		struct dir_result r;
-		size_t vlen;
-
-		table_entry_get(b->table, i, &r);
-		vlen = value_size(&r);
-		if (strlen(r.key) > ADDRESS_PATH_MAX)
-			return EINVAL;	/* the table never holds one */
-		if (vlen > UINT32_MAX)
-			return EFBIG;
-		b->loc[i] = (uint32_t)(off / LMDBMAP_RECORD_ALIGN + 1);
-		off += record_size(strlen(r.key), vlen);
-		if (off > LMDBMAP_RECORDS_MAX)
-			return EFBIG;
-	}
-	b->records_size = (size_t)off;
-	return 0;
-}
-
-/* Every record, at out (the reserved "records" value). */
-static void records_fill(struct builder *b, unsigned char *out)
-{
-	size_t off = 0;
-
-	for (size_t i = 0; i < b->nkeys; i++) {
-		struct dir_result r;
-		unsigned char *p = out + off;
-		uint32_t vlen;
-		uint16_t klen;
-		size_t size;
-
-		table_entry_get(b->table, i, &r);
-		klen = (uint16_t)strlen(r.key);
-		for (size_t c = 0; c < klen; c++)
-			p[LMDBMAP_RECORD_HEAD + c] = (unsigned char)str_lower_char(r.key[c]);
-		vlen = (uint32_t)value_write(&r, p + LMDBMAP_RECORD_HEAD + klen);
-		memcpy(p, &vlen, sizeof(vlen));
-		memcpy(p + sizeof(vlen), &klen, sizeof(klen));
-		size = record_size(klen, vlen);
-		memset(p + LMDBMAP_RECORD_HEAD + klen + vlen, 0,
-		       size - LMDBMAP_RECORD_HEAD - klen - vlen);
-		if (off / LMDBMAP_RECORD_ALIGN + 1 != b->loc[i]) {
-			fprintf(stderr, "makemap: record %zu not where planned\n", i);
-			abort();
-		}
-		off += size;
-	}
-}
-
-/* The buckets for n keys: LMDBMAP_BUCKET_LOAD a bucket, or the number a
- * test asks for, but never too few to hold them all. */
-static size_t buckets_for(const struct makemap *m, size_t n)
-{
-	size_t least = (n + LMDBMAP_BUCKET_SLOTS - 1) / LMDBMAP_BUCKET_SLOTS;
-	size_t want = m->buckets > 0 ? m->buckets
-				     : (n + LMDBMAP_BUCKET_LOAD - 1) / LMDBMAP_BUCKET_LOAD;
-
-	if (want < least)
-		want = least;
-	if (want > UINT32_MAX)
-		want = UINT32_MAX;	/* lmdbmap_bucket's bound */
-	return want > 0 ? want : 1;
-}
-
-/* The slot table's size, and room to count the slots taken. */
-static int slots_plan(struct builder *b)
-{
-	b->buckets = buckets_for(b->m, b->nkeys);
-	b->slots_size = sizeof(struct lmdbmap_slots) +
-			b->buckets * LMDBMAP_BUCKET_SIZE;
-	b->taken = calloc(b->buckets, 1);
-	return b->taken == NULL ? ENOMEM : 0;
-}
-
-/* The hash table of the keys at out (the reserved "slots" value), in
- * table order, each in the first free slot from its home bucket on. */
-static void slots_fill(struct builder *b, unsigned char *out)
-{
-	struct lmdbmap_slots head = { .buckets = b->buckets,
-				      .entries = b->nkeys };
-	unsigned char *bucket0 = out + sizeof(head);
-	char key[ADDRESS_PATH_MAX + 1];
-
-	memset(out, 0, b->slots_size);
-	memset(b->taken, 0, b->buckets);
-	for (size_t i = 0; i < b->nkeys; i++) {
-		struct dir_result r;
-		size_t len, d = 0;
-		uint64_t h, at;
-		uint32_t tag;
-		unsigned char *slot;
-
-		table_entry_get(b->table, i, &r);
-		len = strlen(r.key);
-		/* records_plan saw that every key fits. */
-		str_lower_copy(key, sizeof(key), r.key, len);
-		h = lmdbmap_hash(key, len);
-		at = lmdbmap_bucket(h, b->buckets);
-		/* There are slots for every key: a free one is found. */
-		while (b->taken[at] == LMDBMAP_BUCKET_SLOTS) {
-			at = at + 1 == b->buckets ? 0 : at + 1;
-			d++;
-		}
-		slot = bucket0 + at * LMDBMAP_BUCKET_SIZE +
-		       b->taken[at]++ * LMDBMAP_SLOT_SIZE;
-		tag = lmdbmap_tag(h);
-		memcpy(slot, &tag, sizeof(tag));
-		memcpy(slot + sizeof(tag), &b->loc[i], sizeof(b->loc[i]));
-		if (d > head.max_probe)
-			head.max_probe = d;
-	}
-	memcpy(out, &head, sizeof(head));
-	b->m->buckets_made = b->buckets;
-	b->m->max_probe = head.max_probe;
-	b->m->full_buckets = 0;
-	for (size_t i = 0; i < b->buckets; i++)
-		b->m->full_buckets += b->taken[i] == LMDBMAP_BUCKET_SLOTS;
+	b->source[DB_KEYS] = (struct lmdbdict_source){
+		.n = b->nkeys, .arg = b, .key = key_of,
+		.value_size = key_value_size, .value_write = key_value_write };
+	return lmdbdict_plan(&b->plan[DB_KEYS], &b->source[DB_KEYS],
+			     b->m->buckets);
 }
 
 /* ---- the name indexes ---- */
@@ -369,8 +282,9 @@ static void names_measure(const struct builder *b, size_t *octets_r,
 	}
 }
 
-/* The pairs of one user's name, lowercased at *lower. */
-static void name_add(struct builder *b, const char *name, size_t entry,
+/* The pairs of one user's name, lowercased at *lower; loc is the
+ * user's. */
+static void name_add(struct builder *b, const char *name, uint32_t loc,
 		     char **lower)
 {
 	size_t len = strlen(name);
@@ -379,12 +293,14 @@ static void name_add(struct builder *b, const char *name, size_t entry,
 	for (size_t i = 0; i <= len; i++)
 		s[i] = str_lower_char(name[i]);
 	*lower += len + 1;
-	b->fullnames[b->nfullnames++] = item_make(s, index_len(len), entry);
+	b->fullnames.items[b->fullnames.nitems++] =
+		item_make(s, index_len(len), loc);
 	while (*s != '\0') {
 		size_t n = strcspn(s, " ");
 
 		if (n > 0)
-			b->words[b->nwords++] = item_make(s, index_len(n), entry);
+			b->words.items[b->words.nitems++] =
+				item_make(s, index_len(n), loc);
 		s += n + (s[n] == ' ');
 	}
 }
@@ -396,67 +312,113 @@ static int names_collect(struct builder *b)
 
 	names_measure(b, &octets, &nwords);
 	b->lower = malloc(octets > 0 ? octets : 1);
-	b->fullnames = calloc(b->nkeys > 0 ? b->nkeys : 1, sizeof(*b->fullnames));
-	b->words = calloc(nwords > 0 ? nwords : 1, sizeof(*b->words));
-	if (b->lower == NULL || b->fullnames == NULL || b->words == NULL)
+	b->fullnames.items = calloc(b->nkeys > 0 ? b->nkeys : 1,
+				    sizeof(*b->fullnames.items));
+	b->words.items = calloc(nwords > 0 ? nwords : 1, sizeof(*b->words.items));
+	if (b->lower == NULL || b->fullnames.items == NULL ||
+	    b->words.items == NULL)
 		return ENOMEM;
 	lower = b->lower;
 	for (size_t i = 0; i < b->nkeys; i++) {
 		const char *name = entry_fullname(b->table, i);
 
 		if (name != NULL)
-			name_add(b, name, i, &lower);
+			name_add(b, name, b->plan[DB_KEYS].loc[i], &lower);
 	}
-	b->nfullnames = items_sort_unique(b->fullnames, b->nfullnames);
-	b->nwords = items_sort_unique(b->words, b->nwords);
+	b->fullnames.nitems = items_sort_unique(b->fullnames.items,
+						b->fullnames.nitems);
+	b->words.nitems = items_sort_unique(b->words.items, b->words.nitems);
 	return 0;
 }
 
-/* ---- the records as LMDB puts them ---- */
+/* ---- the name indexes' dictionaries ---- */
 
-/* "records" then "slots", their order in the database. */
-static int keys_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
+static bool item_same_name(const struct item *a, const struct item *b)
 {
-	const char *key = i == 0 ? LMDBMAP_KEYS_RECORDS : LMDBMAP_KEYS_SLOTS;
+	return a->len == b->len && memcmp(a->text, b->text, a->len) == 0;
+}
 
-	*k = (MDB_val){ .mv_size = strlen(key), .mv_data = (void *)key };
-	*v = (MDB_val){ .mv_size = i == 0 ? b->records_size : b->slots_size };
+/* Where each name's pairs start, the pairs being sorted. */
+static int index_gather(struct name_index *ix)
+{
+	size_t n = 0;
+
+	ix->start = calloc(ix->nitems + 1, sizeof(*ix->start));
+	if (ix->start == NULL)
+		return ENOMEM;
+	for (size_t i = 0; i < ix->nitems; i++)
+		if (i == 0 || !item_same_name(&ix->items[i - 1], &ix->items[i]))
+			ix->start[n++] = i;
+	ix->start[n] = ix->nitems;
+	ix->nnames = n;
 	return 0;
 }
 
-static void keys_fill(struct builder *b, size_t i, void *data)
+static const char *name_key(void *arg, size_t i, size_t *len_r)
 {
-	if (i == 0)
-		records_fill(b, data);
-	else
-		slots_fill(b, data);
+	const struct name_index *ix = arg;
+	const struct item *it = &ix->items[ix->start[i]];
+
+	*len_r = it->len;
+	return it->text;
 }
 
-static int pair_item(struct builder *b, const struct item *p, MDB_val *k,
+static size_t name_value_size(void *arg, size_t i)
+{
+	const struct name_index *ix = arg;
+
+	return (ix->start[i + 1] - ix->start[i]) * LMDBMAP_LOCATOR_SIZE;
+}
+
+/* The users' locators, sorted as numbers: the pairs' order. */
+static void name_value_write(void *arg, size_t i, unsigned char *out)
+{
+	const struct name_index *ix = arg;
+
+	for (size_t j = ix->start[i]; j < ix->start[i + 1]; j++) {
+		memcpy(out, &ix->items[j].ref, LMDBMAP_LOCATOR_SIZE);
+		out += LMDBMAP_LOCATOR_SIZE;
+	}
+}
+
+static int name_dict_plan(struct builder *b, enum map_db db,
+			  struct name_index *ix)
+{
+	int rc = index_gather(ix);
+
+	if (rc != 0)
+		return rc;
+	b->source[db] = (struct lmdbdict_source){
+		.n = ix->nnames, .arg = ix, .key = name_key,
+		.value_size = name_value_size, .value_write = name_value_write };
+	return lmdbdict_plan(&b->plan[db], &b->source[db], 0);
+}
+
+/* ---- the dictionaries as LMDB puts them ---- */
+
+static int dict_item(struct builder *b, enum map_db db, size_t i, MDB_val *k,
 		     MDB_val *v)
 {
-	b->pair_value = b->loc[p->ref];
-	*k = (MDB_val){ .mv_size = p->len, .mv_data = (void *)p->text };
-	*v = (MDB_val){ .mv_size = sizeof(b->pair_value),
-			.mv_data = &b->pair_value };
+	(void)i;
+	*k = (MDB_val){ .mv_size = strlen(LMDBMAP_DICT),
+			.mv_data = (void *)LMDBMAP_DICT };
+	*v = (MDB_val){ .mv_size = (size_t)lmdbdict_size(&b->plan[db]) };
 	return 0;
 }
 
-static int fullname_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
+static void dict_fill(struct builder *b, enum map_db db, size_t i, void *data)
 {
-	return pair_item(b, &b->fullnames[i], k, v);
+	(void)i;
+	lmdbdict_write(&b->plan[db], &b->source[db], data);
 }
 
-static int word_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
-{
-	return pair_item(b, &b->words[i], k, v);
-}
-
-static int meta_item(struct builder *b, size_t i, MDB_val *k, MDB_val *v)
+static int meta_item(struct builder *b, enum map_db db, size_t i, MDB_val *k,
+		     MDB_val *v)
 {
 	const char *key = i == 0 ? LMDBMAP_META_FORMAT : LMDBMAP_META_ENTRIES;
 	const char *val = i == 0 ? b->meta_format : b->meta_entries;
 
+	(void)db;
 	*k = (MDB_val){ .mv_size = strlen(key), .mv_data = (void *)key };
 	*v = (MDB_val){ .mv_size = strlen(val), .mv_data = (void *)val };
 	return 0;
@@ -474,20 +436,20 @@ static int map_grow(struct builder *b)
 	return mdb_env_set_mapsize(b->env, b->mapsize);
 }
 
-static int put_batch(struct builder *b, const struct step *s, size_t from,
-		     size_t to)
+/* A step's records, in one transaction: they are few. */
+static int step_put(struct builder *b, const struct step *s)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(b->env, NULL, 0, &txn);
 
-	for (size_t i = from; i < to && rc == 0; i++) {
+	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		MDB_val k, v;
 
-		rc = s->item(b, i, &k, &v);
+		rc = s->item(b, s->db, i, &k, &v);
 		if (rc == 0)
 			rc = mdb_put(txn, b->dbi[s->db], &k, &v, s->flags);
 		if (rc == 0 && s->fill != NULL)
-			s->fill(b, i, v.mv_data);
+			s->fill(b, s->db, i, v.mv_data);
 	}
 	if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -498,21 +460,12 @@ static int put_batch(struct builder *b, const struct step *s, size_t from,
 
 static int step_run(struct builder *b, const struct step *s)
 {
-	size_t from = 0;
+	int rc;
 
-	while (from < s->n) {
-		size_t to = s->n - from > MAKEMAP_BATCH ? from + MAKEMAP_BATCH
-							: s->n;
-		int rc = put_batch(b, s, from, to);
-
-		if (rc == MDB_MAP_FULL)
-			rc = map_grow(b);
-		else if (rc == 0)
-			from = to;
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+	while ((rc = step_put(b, s)) == MDB_MAP_FULL)
+		if ((rc = map_grow(b)) != 0)
+			break;
+	return rc;
 }
 
 static int dbs_create_once(struct builder *b)
@@ -527,9 +480,7 @@ static int dbs_create_once(struct builder *b)
 	int rc = mdb_txn_begin(b->env, NULL, 0, &txn);
 
 	for (int d = 0; d < DB__COUNT && rc == 0; d++)
-		rc = mdb_dbi_open(txn, names[d], MDB_CREATE |
-				  (d == DB_FULLNAMES || d == DB_WORDS
-				   ? LMDBMAP_NAME_FLAGS : 0), &b->dbi[d]);
+		rc = mdb_dbi_open(txn, names[d], MDB_CREATE, &b->dbi[d]);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return rc;
@@ -550,9 +501,9 @@ static int dbs_create(struct builder *b)
 static int map_write(struct builder *b)
 {
 	const struct step steps[] = {
-		{ DB_KEYS, MDB_RESERVE, 2, keys_item, keys_fill },
-		{ DB_FULLNAMES, MDB_APPENDDUP, b->nfullnames, fullname_item, NULL },
-		{ DB_WORDS, MDB_APPENDDUP, b->nwords, word_item, NULL },
+		{ DB_KEYS, MDB_RESERVE, 1, dict_item, dict_fill },
+		{ DB_FULLNAMES, MDB_RESERVE, 1, dict_item, dict_fill },
+		{ DB_WORDS, MDB_RESERVE, 1, dict_item, dict_fill },
 		/* Last: a map with it is whole. */
 		{ DB_META, 0, 2, meta_item, NULL },
 	};
@@ -574,22 +525,43 @@ static int map_write(struct builder *b)
 	return 0;
 }
 
-/* The map size to start from: room for the usual expansion of a table
- * (a map is some four times the text); too little only costs a restart
- * of one transaction. */
-static size_t mapsize_estimate(const struct makemap *m)
+/* The map size to start from: the dictionaries, planned already, and
+ * room for LMDB's own pages; too little only costs a restart of one
+ * transaction. */
+static size_t mapsize_estimate(const struct builder *b)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	size_t size = m->initial_mapsize, unit = page > 0 ? (size_t)page : 4096;
-	struct stat st;
+	size_t size = b->m->initial_mapsize, unit = page > 0 ? (size_t)page : 4096;
 
 	if (size == 0) {
 		size = MAKEMAP_MAPSIZE_MIN;
-		if (stat(m->table_path, &st) == 0 &&
-		    (uint64_t)st.st_size < SIZE_MAX / 16)
-			size += (size_t)st.st_size * 6;
+		for (int d = 0; d < DB__COUNT; d++)
+			if (b->plan[d].buckets > 0)
+				size += (size_t)lmdbdict_size(&b->plan[d]) + unit;
 	}
 	return (size + unit - 1) / unit * unit;
+}
+
+/*
+ * mkstemp(3) the new file and mark it live with no signal in between: a
+ * signal handled after the file is made but before tmp_live is set
+ * would leave it behind (a process preempted as mkstemp returns gets its
+ * pending signals first).
+ */
+static int tmp_open_live(struct makemap *m)
+{
+	sigset_t all, old;
+	int fd, saved;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	fd = mkstemp(m->tmp_path);
+	saved = errno;
+	if (fd >= 0)
+		m->tmp_live = 1;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	errno = saved;
+	return fd;
 }
 
 /* The new file beside the output, as the umask would make any file. */
@@ -604,13 +576,12 @@ static int tmp_create(struct builder *b)
 		snprintf(b->err, b->errsize, "%s: path too long", m->out_path);
 		return -1;
 	}
-	b->fd = mkstemp(m->tmp_path);
+	b->fd = tmp_open_live(m);
 	if (b->fd < 0) {
 		snprintf(b->err, b->errsize, "%s: cannot create %s: %s",
 			 m->out_path, m->tmp_path, strerror(errno));
 		return -1;
 	}
-	m->tmp_live = 1;
 	/* The program is single-threaded: reading the umask is safe. */
 	mask = umask(0);
 	umask(mask);
@@ -626,7 +597,7 @@ static int env_open(struct builder *b)
 {
 	int rc = mdb_env_create(&b->env);
 
-	b->mapsize = mapsize_estimate(b->m);
+	b->mapsize = mapsize_estimate(b);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(b->env, LMDBMAP_MAXDBS);
 	if (rc == 0)
@@ -724,10 +695,12 @@ static void builder_free(struct builder *b)
 		unlink(b->m->tmp_path);
 		b->m->tmp_live = 0;
 	}
-	free(b->loc);
-	free(b->taken);
-	free(b->fullnames);
-	free(b->words);
+	for (int d = 0; d < DB__COUNT; d++)
+		lmdbdict_plan_free(&b->plan[d]);
+	free(b->fullnames.items);
+	free(b->fullnames.start);
+	free(b->words.items);
+	free(b->words.start);
 	free(b->lower);
 	backend_table_ops.close(&b->table);
 }
@@ -739,11 +712,13 @@ static int build(struct builder *b)
 	if (paths_check(b) < 0 ||
 	    table_open_path(b->m->table_path, &b->table, b->err, b->errsize) < 0)
 		return -1;
-	rc = records_plan(b);
-	if (rc == 0)
-		rc = slots_plan(b);
+	rc = keys_plan(b);
 	if (rc == 0)
 		rc = names_collect(b);
+	if (rc == 0)
+		rc = name_dict_plan(b, DB_FULLNAMES, &b->fullnames);
+	if (rc == 0)
+		rc = name_dict_plan(b, DB_WORDS, &b->words);
 	if (rc != 0) {
 		snprintf(b->err, b->errsize, "%s: %s", b->m->table_path,
 			 rc == EFBIG ? "too large for a map" : strerror(rc));
@@ -765,12 +740,19 @@ int makemap_build(struct makemap *m, char *err, size_t errsize)
 	m->buckets_made = 0;
 	m->full_buckets = 0;
 	m->max_probe = 0;
+	m->inline_records = 0;
 	rc = build(&b);
 	if (rc == 0) {
+		const struct lmdbdict_plan *keys = &b.plan[DB_KEYS];
+
 		m->entries = b.nkeys;
-		m->fullnames = b.nfullnames;
-		m->words = b.nwords;
+		m->fullnames = b.fullnames.nitems;
+		m->words = b.words.nitems;
 		m->mapsize = b.mapsize;
+		m->buckets_made = keys->buckets;
+		m->full_buckets = keys->full_buckets;
+		m->max_probe = keys->max_probe;
+		m->inline_records = keys->inline_records;
 	}
 	builder_free(&b);
 	return rc;

@@ -98,7 +98,8 @@ int main(int argc, char **argv)
 	}
 	if (verbose)
 		printf("porterd-makemap: %s: %zu entries, %zu full names, "
-		       "%zu name words\n", job.out_path, job.entries,
-		       job.fullnames, job.words);
+		       "%zu name words; %zu keys' records in their bucket\n",
+		       job.out_path, job.entries, job.fullnames, job.words,
+		       job.inline_records);
 	return 0;
 }

@@ -7,34 +7,46 @@
  * four named databases:
  *   meta       "format" -> LMDBMAP_FORMAT, "entries" -> the entry count,
  *              both decimal text
- *   keys       "records" -> every entry's record, one after another;
- *              "slots" -> a hash table of the records, by key
- *   fullnames  lowercase full name -> locators of the users with that
- *              name (LMDBMAP_NAME_FLAGS)
- *   words      lowercase word of a full name -> locators of the users
- *              whose name has it (LMDBMAP_NAME_FLAGS)
- * Numbers in "records" and "slots" are in the machine's byte order, as
- * LMDB's own are (a map is no more portable than LMDB's files).
+ *   keys       "dict" -> a hashed dictionary (below): each entry's
+ *              lowercase key -> its value
+ *   fullnames  "dict" -> a hashed dictionary: each lowercase full name
+ *              -> the locators of the users with that name
+ *   words      "dict" -> a hashed dictionary: each lowercase word of a
+ *              full name -> the locators of the users whose name has it
+ * Numbers in a dictionary are in the machine's byte order, as LMDB's own
+ * are (a map is no more portable than LMDB's files).
  *
- * A record starts at a multiple of LMDBMAP_RECORD_ALIGN octets into
- * "records"; its locator is that offset / LMDBMAP_RECORD_ALIGN + 1, a
- * uint32 (0 is no record). A record is a uint32 value length, a uint16
- * key length, the lowercase key and the value: one kind byte followed by
+ * A hashed dictionary is a struct lmdbmap_dict head, then its region:
+ * `buckets` buckets of LMDBMAP_BUCKET_SIZE octets, then an overflow area
+ * of `overflow` octets. A bucket is one line of LMDBMAP_BUCKET_SLOTS
+ * slots, each a uint32 tag and a uint32 locator (0: free), then an
+ * inline area of LMDBMAP_BUCKET_INLINE octets holding records.
+ *
+ * A record starts at a multiple of LMDBMAP_RECORD_ALIGN octets into the
+ * region; its locator is that offset / LMDBMAP_RECORD_ALIGN + 1, a
+ * uint32, the same wherever in the region the record lies. A record is
+ * a uint32 value length, a uint16 key length, the lowercase key and the
+ * value, then zeros to the next multiple of LMDBMAP_RECORD_ALIGN. In
+ * "keys" the value is one kind byte followed by
  *   'u' user     the full name as written, then a NUL; nothing at all
  *                when the user has no name
  *   'l' list     each member, each followed by a NUL, in table order
  *   'f' forward  the target address, then a NUL
  *   'm' moved    the target address, then a NUL
- * then zeros to the next multiple of LMDBMAP_RECORD_ALIGN.
+ * and in "fullnames" and "words" the uint32 locators, in "keys", of the
+ * users, sorted as numbers.
  *
- * "slots" is a struct lmdbmap_slots header, then `buckets` buckets of
- * LMDBMAP_BUCKET_SLOTS slots, each a uint32 tag and a uint32 locator. A
- * key hashes (lmdbmap_hash, over its lowercase octets) to its home bucket
- * and its tag; its slot is the first free one in its home bucket or, the
- * bucket being full, in the next (the last bucket's next is the first),
- * at most max_probe buckets on. Slots fill in order, so a free slot ends
- * a search: a key is in one bucket's line of the memory map, or two when
- * its home bucket is full.
+ * A key hashes (lmdbmap_hash, over its lowercase octets) to its home
+ * bucket and its tag; its slot is the first free one in its home bucket
+ * or, the bucket being full, in the next (the last bucket's next is the
+ * first), at most max_probe buckets on. Slots fill in entry order, so a
+ * free slot ends a search. Each bucket's records go into its inline
+ * area in slot order while they fit; one that does not goes to the
+ * overflow area. So a key's bucket is all a lookup reads, as a rule:
+ * four lines of one page, fetched at once, one trip to memory. That is
+ * format 3; format 2 kept the slots and the records apart, two trips
+ * one after the other, and its name indexes were B-trees, deeper as a
+ * map grew.
  *
  * Index keys longer than LMDBMAP_INDEX_KEY_MAX are cut to it: a reader
  * whose query is that long compares the full names it finds.
@@ -49,7 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LMDBMAP_FORMAT 2		/* bumped by any change above */
+#define LMDBMAP_FORMAT 3		/* bumped by any change above */
 #define LMDBMAP_DB_META "meta"
 #define LMDBMAP_DB_KEYS "keys"
 #define LMDBMAP_DB_FULLNAMES "fullnames"
@@ -57,11 +69,7 @@
 #define LMDBMAP_MAXDBS 4
 #define LMDBMAP_META_FORMAT "format"
 #define LMDBMAP_META_ENTRIES "entries"
-#define LMDBMAP_KEYS_RECORDS "records"
-#define LMDBMAP_KEYS_SLOTS "slots"
-
-/* The name indexes' values are locators, sorted as numbers. */
-#define LMDBMAP_NAME_FLAGS (MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP)
+#define LMDBMAP_DICT "dict"		/* the one value of keys, fullnames, words */
 
 #define LMDBMAP_KIND_USER 'u'
 #define LMDBMAP_KIND_LIST 'l'
@@ -70,26 +78,38 @@
 
 #define LMDBMAP_RECORD_ALIGN 8
 #define LMDBMAP_RECORD_HEAD 6		/* value length, key length */
+#define LMDBMAP_LOCATOR_SIZE 4		/* a name index's value is these */
 /* Locators are uint32 in units of LMDBMAP_RECORD_ALIGN. */
-#define LMDBMAP_RECORDS_MAX ((uint64_t)UINT32_MAX * LMDBMAP_RECORD_ALIGN - 1)
+#define LMDBMAP_REGION_MAX ((uint64_t)UINT32_MAX * LMDBMAP_RECORD_ALIGN - 1)
 
+#define LMDBMAP_LINE 64			/* a cache line */
 #define LMDBMAP_BUCKET_SLOTS 8
 #define LMDBMAP_SLOT_SIZE 8		/* tag, locator */
-#define LMDBMAP_BUCKET_SIZE (LMDBMAP_BUCKET_SLOTS * LMDBMAP_SLOT_SIZE)
-/* Keys per bucket, on average: half full, a missing key's search ends
- * in its home bucket but for one in twenty. */
+#define LMDBMAP_BUCKET_SIZE (4 * LMDBMAP_LINE)
+#define LMDBMAP_BUCKET_INLINE (LMDBMAP_BUCKET_SIZE - \
+			       LMDBMAP_BUCKET_SLOTS * LMDBMAP_SLOT_SIZE)
+/* The buckets makemap gives a dictionary: one for every
+ * LMDBMAP_BUCKET_LOAD keys at most, so that a missing key's search ends
+ * in its home bucket but for one in twenty; more when the records that
+ * could lie inline average more than LMDBMAP_BUCKET_FILL octets a
+ * bucket, so that most of them do (a bucket's count of keys varies, and
+ * a full inline area sends the next record to the overflow area). */
 #define LMDBMAP_BUCKET_LOAD 4
+#define LMDBMAP_BUCKET_FILL 128
 
 /*
- * The head of "slots". It is 48 octets so that, LMDB storing a large
- * value 16 octets into its first page, every bucket is one 64-octet line
- * of the memory map; nothing depends on it but speed.
+ * The head of a dictionary. It is 240 octets so that, LMDB storing a
+ * large value 16 octets into its first page, every bucket starts a
+ * multiple of LMDBMAP_BUCKET_SIZE into the memory map: it is four whole
+ * cache lines of one page (one TLB entry). Nothing depends on it but
+ * speed.
  */
-struct lmdbmap_slots {
+struct lmdbmap_dict {
 	uint64_t buckets;	/* 1 .. UINT32_MAX */
-	uint64_t entries;	/* keys, as meta's "entries" */
+	uint64_t entries;	/* keys */
 	uint64_t max_probe;	/* farthest a key is past its home bucket */
-	uint64_t zero[3];
+	uint64_t overflow;	/* octets after the buckets */
+	uint64_t zero[26];
 };
 
 /* Octets 0 .. 7 of p as a little-endian number: the hash is the same

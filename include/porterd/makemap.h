@@ -21,9 +21,10 @@ struct makemap {
 	/* In: the map size to start from, in octets (0: estimated from the
 	 * table's size); it doubles whenever the map fills up. */
 	size_t initial_mapsize;
-	/* In: the slot table's buckets (0: one for every LMDBMAP_BUCKET_LOAD
-	 * keys, lmdbmap.h). Tests ask for fewer to crowd it; never fewer
-	 * than its slots need to hold every key. */
+	/* In: the keys' dictionary's buckets (0: as lmdbmap.h's
+	 * LMDBMAP_BUCKET_LOAD and LMDBMAP_BUCKET_FILL ask). Tests ask for
+	 * fewer to crowd it; never fewer than its slots need to hold every
+	 * key. */
 	size_t buckets;
 
 	/*
@@ -39,9 +40,11 @@ struct makemap {
 	size_t words;		/* (word, key) pairs */
 	size_t mapsize;		/* the final map size */
 	unsigned grows;		/* times the map was found full */
-	size_t buckets_made;	/* of the slot table */
+	/* The keys' dictionary (lmdbdict.h): */
+	size_t buckets_made;
 	size_t full_buckets;	/* a missing key's search goes on past */
 	size_t max_probe;	/* farthest a key is past its home bucket */
+	size_t inline_records;	/* read with their slots, in one trip */
 };
 
 /*

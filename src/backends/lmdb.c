@@ -11,14 +11,15 @@
  * stat(2) of the path, at most once a second, on a lookup) and opens it,
  * keeping the old map when the new one will not open.
  *
- * Cost: a key reads the same few lines of memory whatever the size of
- * the map. It is hashed, the tags of its home bucket (one line) compared,
- * and the record a matching tag names read and its key compared: no
- * search and no LMDB call; one line for a key not there, some three for
- * one that is. Where the slot table and the records lie in the memory
- * map is learnt once, when the map is opened, in a read transaction that
- * stays open while the map is; the name indexes, rarely asked, are
- * B-trees read through it.
+ * Cost: a key reads one bucket of memory whatever the size of the map
+ * (map format 3, lmdbmap.h): it is hashed, the four lines of its bucket
+ * asked for at once, the tags of its slots compared, and the record a
+ * matching tag names read, as a rule from the same bucket, already on
+ * its way: one trip to memory, for a key there or not, with no search
+ * and no LMDB call. A full name or a word of one is found the same way
+ * in its own dictionary, then each user it names by its locator. Where
+ * the dictionaries lie in the memory map is learnt once, when the map is
+ * opened, in a read transaction that stays open while the map is.
  *
  * Locking: a map is opened MDB_RDONLY | MDB_NOLOCK. LMDB's lock file
  * only coordinates readers with a writer of the same file, and a map is
@@ -44,6 +45,7 @@
 #include <time.h>
 
 #include "porterd/command.h"
+#include "porterd/lmdbdict.h"
 #include "porterd/lmdbmap.h"
 #include "porterd/log.h"
 #include "porterd/namequery.h"
@@ -58,27 +60,14 @@
 /* A record the layout does not allow: LMDB read it, but it is not ours. */
 #define LMDB_BAD_RECORD (MDB_LAST_ERRCODE + 1)
 
-/* One open map file: where its keys' records are, and what the name
- * lookups reuse. */
+/* One open map file: where its dictionaries are. */
 struct map {
 	MDB_env *env;
 	MDB_txn *txn;		/* read-only, open while the map is */
-	MDB_cursor *fullnames_cur, *words_cur;
-	const unsigned char *bucket0;	/* the slot table's, in the map */
-	uint64_t buckets, max_probe;
-	const unsigned char *records;
-	uint64_t records_size;
+	struct lmdbdict keys, fullnames, words;
 	size_t entries;
 	dev_t dev;		/* the file it is, to notice a new one */
 	ino_t ino;
-};
-
-/* A record of "records", pointing into the map. */
-struct record {
-	const char *key;
-	size_t keylen;
-	const char *value;
-	size_t valuelen;
 };
 
 /* A file at the path, as a stat(2) tells it apart from another. */
@@ -133,10 +122,6 @@ static void lmdb_error(char *err, size_t errsize, const char *fmt, ...)
 
 static void map_close(struct map *m)
 {
-	if (m->fullnames_cur != NULL)
-		mdb_cursor_close(m->fullnames_cur);
-	if (m->words_cur != NULL)
-		mdb_cursor_close(m->words_cur);
 	if (m->txn != NULL)
 		mdb_txn_abort(m->txn);
 	if (m->env != NULL)
@@ -220,14 +205,16 @@ static int map_open_env(struct map *m, const char *path, char *err,
 	return map_check_size(m, path, err, errsize);
 }
 
+/* A database of the map, which is a plain one: sorted duplicates or
+ * integer keys are another program's. */
 static int map_open_db(struct map *m, const char *path, const char *name,
-		       unsigned flags, MDB_dbi *dbi_r, char *err, size_t errsize)
+		       MDB_dbi *dbi_r, char *err, size_t errsize)
 {
 	unsigned got;
-	int rc = mdb_dbi_open(m->txn, name, flags, dbi_r);
+	int rc = mdb_dbi_open(m->txn, name, 0, dbi_r);
 
 	if (rc == 0 && mdb_dbi_flags(m->txn, *dbi_r, &got) == 0 &&
-	    (got & LMDBMAP_NAME_FLAGS) != flags)
+	    (got & (MDB_DUPSORT | MDB_INTEGERKEY | MDB_REVERSEKEY)) != 0)
 		rc = MDB_INCOMPATIBLE;
 	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
 		lmdb_error(err, errsize, "%s: not a porterd map (%s '%s' database)",
@@ -272,7 +259,7 @@ static int map_check_meta(struct map *m, const char *path, char *err,
 	uint64_t format, entries;
 	MDB_dbi meta;
 
-	if (map_open_db(m, path, LMDBMAP_DB_META, 0, &meta, err, errsize) < 0)
+	if (map_open_db(m, path, LMDBMAP_DB_META, &meta, err, errsize) < 0)
 		return -1;
 	if (!meta_number(m, meta, LMDBMAP_META_FORMAT, &format) ||
 	    !meta_number(m, meta, LMDBMAP_META_ENTRIES, &entries)) {
@@ -296,71 +283,60 @@ static int map_check_meta(struct map *m, const char *path, char *err,
 	return 0;
 }
 
-/* A record of the keys database, which every map has. */
-static int keys_get(struct map *m, MDB_dbi keys, const char *path,
-		    const char *name, MDB_val *v, char *err, size_t errsize)
-{
-	MDB_val k = { .mv_size = strlen(name), .mv_data = (void *)name };
-	int rc = mdb_get(m->txn, keys, &k, v);
-
-	if (rc == MDB_NOTFOUND)
-		lmdb_error(err, errsize, "%s: damaged map: no '%s' record",
-			   path, name);
-	else if (rc != 0)
-		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
-	return rc == 0 ? 0 : -1;
-}
-
 /*
- * Where the slot table and the records are, in the transaction that
- * stays open: their pointers hold as long as it does. A slot table that
+ * The dictionary of database name, found in the transaction that stays
+ * open: its pointers hold as long as it does. A dictionary whose head
  * does not add up is refused here, so that a lookup can trust its shape
  * and need only check each locator it follows.
  */
-static int map_find_keys(struct map *m, MDB_dbi keys, const char *path,
+static int map_find_dict(struct map *m, MDB_dbi dbi, const char *path,
+			 const char *name, size_t key_max, struct lmdbdict *d,
 			 char *err, size_t errsize)
 {
-	struct lmdbmap_slots head;
-	MDB_val records, slots;
+	MDB_val k = { .mv_size = strlen(LMDBMAP_DICT),
+		      .mv_data = (void *)LMDBMAP_DICT }, v;
+	char why[LMDB_ERR_MAX / 2];
+	int rc = mdb_get(m->txn, dbi, &k, &v);
 
-	if (keys_get(m, keys, path, LMDBMAP_KEYS_RECORDS, &records, err,
-		     errsize) < 0 ||
-	    keys_get(m, keys, path, LMDBMAP_KEYS_SLOTS, &slots, err,
-		     errsize) < 0)
-		return -1;
-	if (slots.mv_size >= sizeof(head))
-		memcpy(&head, slots.mv_data, sizeof(head));
-	if (slots.mv_size < sizeof(head) + LMDBMAP_BUCKET_SIZE ||
-	    head.buckets == 0 || head.buckets > UINT32_MAX ||
-	    (slots.mv_size - sizeof(head)) / LMDBMAP_BUCKET_SIZE != head.buckets ||
-	    (slots.mv_size - sizeof(head)) % LMDBMAP_BUCKET_SIZE != 0) {
-		lmdb_error(err, errsize, "%s: damaged map: a '%s' record of "
-			   "%zu octets", path, LMDBMAP_KEYS_SLOTS, slots.mv_size);
+	if (rc == MDB_NOTFOUND) {
+		lmdb_error(err, errsize, "%s: damaged map: no '%s' dictionary",
+			   path, name);
 		return -1;
 	}
-	if (head.max_probe >= head.buckets) {
-		lmdb_error(err, errsize, "%s: damaged map: keys %" PRIu64
-			   " buckets past their home, of %" PRIu64, path,
-			   head.max_probe, head.buckets);
+	if (rc != 0) {
+		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
 		return -1;
 	}
-	if (head.entries != m->entries) {
+	if (!lmdbdict_open(d, v.mv_data, v.mv_size, key_max, why, sizeof(why))) {
+		lmdb_error(err, errsize, "%s: damaged map: the '%s' dictionary: %s",
+			   path, name, why);
+		return -1;
+	}
+	return 0;
+}
+
+static int map_find_dicts(struct map *m, const MDB_dbi dbi[3],
+			  const char *path, char *err, size_t errsize)
+{
+	if (map_find_dict(m, dbi[0], path, LMDBMAP_DB_KEYS, LMDB_KEY_MAX,
+			  &m->keys, err, errsize) < 0 ||
+	    map_find_dict(m, dbi[1], path, LMDBMAP_DB_FULLNAMES,
+			  LMDBMAP_INDEX_KEY_MAX, &m->fullnames, err, errsize) < 0 ||
+	    map_find_dict(m, dbi[2], path, LMDBMAP_DB_WORDS,
+			  LMDBMAP_INDEX_KEY_MAX, &m->words, err, errsize) < 0)
+		return -1;
+	if (m->keys.entries != m->entries) {
 		lmdb_error(err, errsize,
 			   "%s: damaged map: %zu entries in its meta record, "
-			   "%" PRIu64 " keys", path, m->entries, head.entries);
+			   "%" PRIu64 " keys", path, m->entries, m->keys.entries);
 		return -1;
 	}
-	m->bucket0 = (const unsigned char *)slots.mv_data + sizeof(head);
-	m->buckets = head.buckets;
-	m->max_probe = head.max_probe;
-	m->records = records.mv_data;
-	m->records_size = records.mv_size;
 	return 0;
 }
 
 static int map_open(struct map *m, const char *path, char *err, size_t errsize)
 {
-	MDB_dbi keys, fullnames, words;
+	MDB_dbi dbi[3];
 	int rc;
 
 	*m = (struct map){ 0 };
@@ -372,11 +348,10 @@ static int map_open(struct map *m, const char *path, char *err, size_t errsize)
 		goto fail;
 	}
 	if (map_check_meta(m, path, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_KEYS, 0, &keys, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_FULLNAMES, LMDBMAP_NAME_FLAGS,
-			&fullnames, err, errsize) < 0 ||
-	    map_open_db(m, path, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, &words,
-			err, errsize) < 0)
+	    map_open_db(m, path, LMDBMAP_DB_KEYS, &dbi[0], err, errsize) < 0 ||
+	    map_open_db(m, path, LMDBMAP_DB_FULLNAMES, &dbi[1], err,
+			errsize) < 0 ||
+	    map_open_db(m, path, LMDBMAP_DB_WORDS, &dbi[2], err, errsize) < 0)
 		goto fail;
 	/* Only a commit keeps the handles opened in a transaction; the
 	 * lookups' transaction is a new one, open until the map is closed. */
@@ -384,15 +359,11 @@ static int map_open(struct map *m, const char *path, char *err, size_t errsize)
 	m->txn = NULL;
 	if (rc == 0)
 		rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &m->txn);
-	if (rc == 0)
-		rc = mdb_cursor_open(m->txn, fullnames, &m->fullnames_cur);
-	if (rc == 0)
-		rc = mdb_cursor_open(m->txn, words, &m->words_cur);
 	if (rc != 0) {
 		lmdb_error(err, errsize, "%s: %s", path, mdb_strerror(rc));
 		goto fail;
 	}
-	if (map_find_keys(m, keys, path, err, errsize) < 0)
+	if (map_find_dicts(m, dbi, path, err, errsize) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -528,7 +499,7 @@ static int list_decode(struct backend *be, const char *s, size_t len,
 }
 
 /* A record's value (lmdbmap.h) into res, whose key is be->key. */
-static int value_decode(struct backend *be, const struct record *r,
+static int value_decode(struct backend *be, const struct lmdbdict_record *r,
 			struct dir_result *res)
 {
 	const char *s = r->value + 1;
@@ -560,89 +531,30 @@ static int value_decode(struct backend *be, const struct record *r,
 	}
 }
 
-/* The record a locator names, which must lie whole in "records". */
-static int record_at(const struct map *m, uint32_t loc, struct record *r)
+/* A dictionary's answer as the lookups' codes: a damaged record is a
+ * temporary failure, never "not found". */
+static int dict_status_rc(enum lmdbdict_status st)
 {
-	uint64_t off = ((uint64_t)loc - 1) * LMDBMAP_RECORD_ALIGN, room;
-	const unsigned char *p;
-	uint32_t vlen;
-	uint16_t klen;
-
-	if (loc == 0 || off > m->records_size ||
-	    m->records_size - off < LMDBMAP_RECORD_HEAD)
-		return LMDB_BAD_RECORD;
-	p = m->records + off;
-	room = m->records_size - off - LMDBMAP_RECORD_HEAD;
-	memcpy(&vlen, p, sizeof(vlen));
-	memcpy(&klen, p + sizeof(vlen), sizeof(klen));
-	if (klen == 0 || klen > LMDB_KEY_MAX || klen > room || vlen > room - klen)
-		return LMDB_BAD_RECORD;
-	p += LMDBMAP_RECORD_HEAD;
-	*r = (struct record){ .key = (const char *)p, .keylen = klen,
-			      .value = (const char *)p + klen, .valuelen = vlen };
-	return 0;
-}
-
-/*
- * The record of key (len lowercase octets): its home bucket's slots in
- * order, then the next bucket's while each is full. A slot's tag is half
- * the hash the bucket did not use, so a record is read for one key in
- * four thousand million that is not its own.
- */
-static int key_find(const struct map *m, const char *key, size_t len,
-		    struct record *r)
-{
-	uint64_t h = lmdbmap_hash(key, len);
-	uint64_t at = lmdbmap_bucket(h, m->buckets);
-	uint32_t tag = lmdbmap_tag(h);
-
-	for (uint64_t d = 0; d <= m->max_probe; d++) {
-		const unsigned char *slot = m->bucket0 + at * LMDBMAP_BUCKET_SIZE;
-
-		for (int i = 0; i < LMDBMAP_BUCKET_SLOTS; i++) {
-			uint32_t t, loc;
-			int rc;
-
-			memcpy(&t, slot, sizeof(t));
-			memcpy(&loc, slot + sizeof(t), sizeof(loc));
-			slot += LMDBMAP_SLOT_SIZE;
-			if (loc == 0)
-				return MDB_NOTFOUND;	/* slots fill in order */
-			if (t != tag)
-				continue;
-			rc = record_at(m, loc, r);
-			if (rc != 0)
-				return rc;
-			if (r->keylen == len && memcmp(r->key, key, len) == 0)
-				return 0;
-		}
-		at = at + 1 == m->buckets ? 0 : at + 1;
-	}
-	return MDB_NOTFOUND;
+	return st == LMDBDICT_FOUND ? 0
+	       : st == LMDBDICT_NOTFOUND ? MDB_NOTFOUND : LMDB_BAD_RECORD;
 }
 
 /* The record of key s (NUL-terminated, any case), which goes to be->key. */
-static int key_get(struct backend *be, const char *s, struct record *r)
+static int key_get(struct backend *be, const char *s, struct lmdbdict_record *r)
 {
 	size_t len = strnlen(s, LMDB_KEY_MAX + 1);
 
 	if (!lower_into(be->key, sizeof(be->key), s, len))
 		return MDB_NOTFOUND;
-	return key_find(&be->map, be->key, len, r);
+	return dict_status_rc(lmdbdict_find(&be->map.keys, be->key, len, r));
 }
 
 /* The user a name index points at (a locator) into res. */
-static int user_get(struct backend *be, const MDB_val *v,
-		    struct dir_result *res)
+static int user_get(struct backend *be, uint32_t loc, struct dir_result *res)
 {
-	struct record r;
-	uint32_t loc;
-	int rc;
+	struct lmdbdict_record r;
+	int rc = dict_status_rc(lmdbdict_record_at(&be->map.keys, loc, &r));
 
-	if (v->mv_size != sizeof(loc))
-		return LMDB_BAD_RECORD;
-	memcpy(&loc, v->mv_data, sizeof(loc));
-	rc = record_at(&be->map, loc, &r);
 	if (rc != 0)
 		return rc;
 	memcpy(be->key, r.key, r.keylen);
@@ -661,39 +573,51 @@ static size_t index_len(size_t len)
 	return len < LMDBMAP_INDEX_KEY_MAX ? len : LMDBMAP_INDEX_KEY_MAX;
 }
 
+/* The users a name index's record names: how many, 0 when its value is
+ * not a list of locators. */
+static size_t index_users(const struct lmdbdict_record *ix)
+{
+	return ix->valuelen % LMDBMAP_LOCATOR_SIZE == 0
+	       ? ix->valuelen / LMDBMAP_LOCATOR_SIZE : 0;
+}
+
 /*
- * Walk the users an index key points at; keep those whose full name
- * passes match (NULL: all do, the key being whole). Two decide: *st_r is
- * DIR_AMBIGUOUS; one is DIR_USER in res; none DIR_NOTFOUND.
+ * Walk the users a name index's record names; keep those whose full
+ * name passes match (NULL: all do, the key being whole). Two decide:
+ * *st_r is DIR_AMBIGUOUS; one is DIR_USER in res; none DIR_NOTFOUND.
  */
-static int index_walk(struct backend *be, MDB_cursor *cur, MDB_val *k,
+static int index_walk(struct backend *be, const struct lmdbdict_record *ix,
 		      bool (*match)(const char *name, const void *arg),
 		      const void *arg, enum dir_status *st_r,
 		      struct dir_result *res)
 {
+	size_t n = index_users(ix);
 	struct dir_result r;
-	MDB_val v;
-	int rc = mdb_cursor_get(cur, k, &v, MDB_SET);
 
 	*st_r = DIR_NOTFOUND;
-	while (rc == 0) {
-		rc = user_get(be, &v, &r);
+	if (n == 0)
+		return LMDB_BAD_RECORD;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t loc;
+		int rc;
+
+		memcpy(&loc, ix->value + i * LMDBMAP_LOCATOR_SIZE, sizeof(loc));
+		rc = user_get(be, loc, &r);
 		if (rc != 0)
 			return rc;
-		if (match == NULL || match(r.fullname, arg)) {
-			if (*st_r == DIR_USER) {
-				*st_r = DIR_AMBIGUOUS;
-				return 0;
-			}
-			*st_r = DIR_USER;
-			*res = r;
-			/* be->key is the next user's once the walk goes on. */
-			memcpy(be->found, be->key, sizeof(be->found));
-			res->key = be->found;
+		if (match != NULL && !match(r.fullname, arg))
+			continue;
+		if (*st_r == DIR_USER) {
+			*st_r = DIR_AMBIGUOUS;
+			return 0;
 		}
-		rc = mdb_cursor_get(cur, k, &v, MDB_NEXT_DUP);
+		*st_r = DIR_USER;
+		*res = r;
+		/* be->key is the next user's once the walk goes on. */
+		memcpy(be->found, be->key, sizeof(be->found));
+		res->key = be->found;
 	}
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return 0;
 }
 
 static bool name_is(const char *name, const void *arg)
@@ -712,47 +636,49 @@ static bool name_has(const char *name, const void *arg)
 static int names_match_exact(struct backend *be, const struct name_query *q,
 			     enum dir_status *st_r, struct dir_result *res)
 {
+	struct lmdbdict_record ix;
 	size_t len;
-	MDB_val k;
+	int rc;
 
 	*st_r = DIR_NOTFOUND;
 	if (!name_query_join(q, be->text, sizeof(be->text), &len))
 		return 0;
 	str_lower_inplace(be->text);
-	k = (MDB_val){ .mv_size = index_len(len), .mv_data = be->text };
+	rc = dict_status_rc(lmdbdict_find(&be->map.fullnames, be->text,
+					  index_len(len), &ix));
+	if (rc != 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
 	/* A key cut to the index's bound may stand for longer names. */
-	return index_walk(be, be->map.fullnames_cur, &k,
-			  len >= LMDBMAP_INDEX_KEY_MAX ? name_is : NULL,
+	return index_walk(be, &ix, len >= LMDBMAP_INDEX_KEY_MAX ? name_is : NULL,
 			  be->text, st_r, res);
 }
 
-/* The query word with the fewest users; *k_r empty when a word is in no
- * name at all. */
+/* The index record of the query word with the fewest users; *found_r
+ * false when a word is in no name at all. */
 static int words_rarest(struct backend *be, const struct name_query *q,
-			MDB_val *k_r)
+			struct lmdbdict_record *ix_r, bool *found_r)
 {
 	size_t best = SIZE_MAX;
 
-	k_r->mv_size = 0;
+	*found_r = false;
 	for (size_t i = 0; i < q->n; i++) {
-		char *w = be->text + (q->word[i] - q->word[0]);
-		MDB_val k = { .mv_size = index_len(q->len[i]), .mv_data = w }, v;
-		size_t count;
-		int rc;
+		const char *w = be->text + (q->word[i] - q->word[0]);
+		struct lmdbdict_record ix;
+		int rc = dict_status_rc(lmdbdict_find(&be->map.words, w,
+						      index_len(q->len[i]), &ix));
 
-		rc = mdb_cursor_get(be->map.words_cur, &k, &v, MDB_SET);
 		if (rc == MDB_NOTFOUND) {
-			k_r->mv_size = 0;
+			*found_r = false;
 			return 0;
 		}
-		if (rc == 0)
-			rc = mdb_cursor_count(be->map.words_cur, &count);
 		if (rc != 0)
 			return rc;
-		if (count < best) {
-			best = count;
-			k.mv_data = w;
-			*k_r = k;
+		if (index_users(&ix) == 0)
+			return LMDB_BAD_RECORD;
+		if (index_users(&ix) < best) {
+			best = index_users(&ix);
+			*ix_r = ix;
+			*found_r = true;
 		}
 	}
 	return 0;
@@ -766,7 +692,8 @@ static int names_match_words(struct backend *be, const struct name_query *q,
 			     enum dir_status *st_r, struct dir_result *res)
 {
 	size_t span = (size_t)(q->word[q->n - 1] + q->len[q->n - 1] - q->word[0]);
-	MDB_val k;
+	struct lmdbdict_record ix;
+	bool found;
 	int rc;
 
 	*st_r = DIR_NOTFOUND;
@@ -774,10 +701,10 @@ static int names_match_words(struct backend *be, const struct name_query *q,
 	 * query longer than a command line never comes from a session. */
 	if (!str_lower_copy(be->text, sizeof(be->text), q->word[0], span))
 		return 0;
-	rc = words_rarest(be, q, &k);
-	if (rc != 0 || k.mv_size == 0)
+	rc = words_rarest(be, q, &ix, &found);
+	if (rc != 0 || !found)
 		return rc;
-	return index_walk(be, be->map.words_cur, &k, name_has, q, st_r, res);
+	return index_walk(be, &ix, name_has, q, st_r, res);
 }
 
 static int names_match(struct backend *be, const char *text,
@@ -819,7 +746,7 @@ static void log_lookup_error(struct backend *be, int rc)
 static int lookup_in_map(struct backend *be, const struct dir_query *q,
 			 struct dir_result *res)
 {
-	struct record r;
+	struct lmdbdict_record r;
 	int rc = MDB_NOTFOUND;
 
 	if (q->address != NULL)
@@ -903,10 +830,29 @@ static int lmdb_open(const char *args, const char *base_dir,
 	return 0;
 }
 
+/* Buckets of a key dictionary small enough to stay in the CPU cache:
+ * no hint makes its lookups faster. */
+#define LMDB_PREFETCH_MIN_BUCKETS 4096
+
+/* A hint: start fetching the bucket a lookup of key will read. A map
+ * too small to need hints declines them: one rebuilt larger gets them
+ * from the next reload on. */
+static bool lmdb_prefetch(struct backend *be, const char *key, size_t len)
+{
+	char lower[LMDB_KEY_MAX + 1];
+
+	if (be->map.env == NULL || be->map.keys.buckets < LMDB_PREFETCH_MIN_BUCKETS)
+		return false;
+	if (lower_into(lower, sizeof(lower), key, len))
+		lmdbdict_prefetch(&be->map.keys, lower, len);
+	return true;
+}
+
 const struct backend_ops backend_lmdb_ops = {
 	.name = "lmdb",
 	.open = lmdb_open,
 	.lookup = lmdb_lookup,
+	.prefetch = lmdb_prefetch,
 	.count = lmdb_count,
 	.close = lmdb_close,
 };

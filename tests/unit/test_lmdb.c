@@ -2,14 +2,17 @@
  * test_lmdb — porterd-makemap's build and the `lmdb` directory backend:
  * a map made from a table answers every query exactly as the table
  * backend does for that table (keys of every kind, free-text names, keys
- * whose hashes collide, a slot table packed full), a map rebuilt while
- * open is seen without a restart, a bad replacement keeps the old map,
- * and every broken file is refused with a precise message or, at lookup,
- * answered as a temporary failure.
+ * whose hashes collide, buckets packed full, records too long for their
+ * bucket), a map's dictionaries are laid out as lmdbmap.h says, a map
+ * rebuilt while open is seen without a restart, a bad replacement keeps
+ * the old map, and every broken file is refused with a precise message
+ * (a map of an earlier format with the advice to make it again) or, at
+ * lookup, answered as a temporary failure.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -420,6 +423,40 @@ START_TEST(test_generated_table_and_growth)
 }
 END_TEST
 
+/* Hints: a small map declines them; a large one takes them, in any case
+ * and for keys it lacks, and answers as before. */
+START_TEST(test_prefetch_hints)
+{
+	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], small[PATH_MAX_TEST];
+	char err[ERR_MAX] = "";
+	char *text = generated_table(20000);	/* 5,000 buckets */
+	struct makemap m = { .table_path = tpath, .out_path = map };
+	struct backend *be;
+	struct answer a;
+
+	map_make("fixture.table", fixture_text, small);
+	be = open_ok(lmdb, small);
+	ck_assert(!lmdb->prefetch(be, "jones", 5));
+	lmdb->close(&be);
+
+	wpath(tpath, "hints.table");
+	wpath(map, "hints.lmdb");
+	file_write(tpath, text, strlen(text));
+	free(text);
+	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
+	be = open_ok(lmdb, map);
+	ck_assert(lmdb->prefetch(be, "U1234", 5));
+	ck_assert(lmdb->prefetch(be, "u1234x", 6));
+	ck_assert(lmdb->prefetch(be, "", 0));
+	ck_assert_str_eq(ask(lmdb, be, NULL, "U1234", false, &a),
+			 "user u1234 name=Boris Li Jr");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "u1234x", false, &a), "notfound");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "LIST19997", false, &a),
+			 "list list19997 members=u19996,u9998,far19997@elsewhere.example");
+	lmdb->close(&be);
+}
+END_TEST
+
 /* ---- a map replaced while open ---- */
 
 static double mono_s(void)
@@ -587,74 +624,36 @@ static unsigned char *raw_value(const char *path, const char *db,
 	return copy;
 }
 
-static size_t record_len(const unsigned char *rec)
-{
-	uint32_t vlen;
-	uint16_t klen;
+/* ---- a dictionary, read as lmdbmap.h says ---- */
 
-	memcpy(&vlen, rec, sizeof(vlen));
-	memcpy(&klen, rec + sizeof(vlen), sizeof(klen));
-	return LMDBMAP_RECORD_HEAD + klen + vlen;
+#define DICT_HEAD sizeof(struct lmdbmap_dict)
+
+/* A copy of the dictionary of db (free it), its size in *len_r. */
+static unsigned char *dict_value(const char *map, const char *db, size_t *len_r)
+{
+	return raw_value(map, db, LMDBMAP_DICT, len_r);
 }
 
-/* Where key's record is in a "records" value: lmdbmap.h's walk. */
-static size_t record_offset(const unsigned char *records, size_t len,
-			    const char *key)
+static struct lmdbmap_dict dict_head_of(const unsigned char *dict)
 {
-	for (size_t off = 0; off + LMDBMAP_RECORD_HEAD <= len;) {
-		uint16_t klen;
+	struct lmdbmap_dict head;
 
-		memcpy(&klen, records + off + 4, sizeof(klen));
-		if (klen == strlen(key) &&
-		    memcmp(records + off + LMDBMAP_RECORD_HEAD, key, klen) == 0)
-			return off;
-		off += (record_len(records + off) + LMDBMAP_RECORD_ALIGN - 1) /
-		       LMDBMAP_RECORD_ALIGN * LMDBMAP_RECORD_ALIGN;
-	}
-	ck_abort_msg("no record of '%s'", key);
-	return 0;
+	memcpy(&head, dict, sizeof(head));
+	return head;
 }
 
-static uint32_t record_locator(const char *map, const char *key)
+/* The slot of key, found as lmdbmap.h says; NULL when there is none. */
+static const unsigned char *dict_slot(const unsigned char *dict, const char *key)
 {
-	size_t len, off;
-	unsigned char *records = raw_value(map, LMDBMAP_DB_KEYS,
-					   LMDBMAP_KEYS_RECORDS, &len);
-
-	off = record_offset(records, len, key);
-	free(records);
-	return (uint32_t)(off / LMDBMAP_RECORD_ALIGN + 1);
-}
-
-/* Overwrite n octets of key's record, at octet `at` of it (the head is
- * first, then the key, then the value). */
-static void record_patch(const char *map, const char *key, size_t at,
-			 const void *bytes, size_t n)
-{
-	size_t len, off;
-	unsigned char *records = raw_value(map, LMDBMAP_DB_KEYS,
-					   LMDBMAP_KEYS_RECORDS, &len);
-
-	off = record_offset(records, len, key);
-	ck_assert_uint_le(off + at + n, len);
-	memcpy(records + off + at, bytes, n);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_RECORDS, records, len);
-	free(records);
-}
-
-/* The slot of key in a "slots" value, as lmdbmap.h says to find it. */
-static unsigned char *slot_of(unsigned char *slots, const char *key)
-{
-	struct lmdbmap_slots head;
+	struct lmdbmap_dict head = dict_head_of(dict);
 	uint64_t h = lmdbmap_hash(key, strlen(key)), at;
 
-	memcpy(&head, slots, sizeof(head));
 	at = lmdbmap_bucket(h, head.buckets);
 	for (uint64_t d = 0; d <= head.max_probe; d++) {
 		for (int i = 0; i < LMDBMAP_BUCKET_SLOTS; i++) {
-			unsigned char *slot = slots + sizeof(head) +
-					      at * LMDBMAP_BUCKET_SIZE +
-					      (size_t)i * LMDBMAP_SLOT_SIZE;
+			const unsigned char *slot = dict + DICT_HEAD +
+						    at * LMDBMAP_BUCKET_SIZE +
+						    (size_t)i * LMDBMAP_SLOT_SIZE;
 			uint32_t tag, loc;
 
 			memcpy(&tag, slot, sizeof(tag));
@@ -669,30 +668,100 @@ static unsigned char *slot_of(unsigned char *slots, const char *key)
 	return NULL;
 }
 
-/* Change the head of a map's "slots", or cut it by `cut` octets. */
-static void slots_patch(const char *map, const struct lmdbmap_slots *head,
-			size_t cut)
+static uint32_t slot_locator(const unsigned char *slot)
 {
-	size_t len;
-	unsigned char *slots = raw_value(map, LMDBMAP_DB_KEYS,
-					 LMDBMAP_KEYS_SLOTS, &len);
+	uint32_t loc;
 
-	if (head != NULL)
-		memcpy(slots, head, sizeof(*head));
-	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, slots, len - cut);
-	free(slots);
+	memcpy(&loc, slot + 4, sizeof(loc));
+	return loc;
 }
 
-static struct lmdbmap_slots slots_head(const char *map)
+/* Octets of the record at rec: head, key and value, unpadded. */
+static size_t record_len(const unsigned char *rec)
 {
-	struct lmdbmap_slots head;
+	uint32_t vlen;
+	uint16_t klen;
+
+	memcpy(&vlen, rec, sizeof(vlen));
+	memcpy(&klen, rec + sizeof(vlen), sizeof(klen));
+	return LMDBMAP_RECORD_HEAD + klen + vlen;
+}
+
+/* Where the record a locator names starts in the dictionary. */
+static size_t record_offset(uint32_t loc)
+{
+	ck_assert_uint_gt(loc, 0);
+	return DICT_HEAD + ((size_t)loc - 1) * LMDBMAP_RECORD_ALIGN;
+}
+
+/* The locator of key's record in db's dictionary. */
+static uint32_t record_locator(const char *map, const char *db, const char *key)
+{
 	size_t len;
-	unsigned char *slots = raw_value(map, LMDBMAP_DB_KEYS,
-					 LMDBMAP_KEYS_SLOTS, &len);
+	unsigned char *dict = dict_value(map, db, &len);
+	const unsigned char *slot = dict_slot(dict, key);
+	uint32_t loc;
+
+	ck_assert_msg(slot != NULL, "no slot of '%s'", key);
+	loc = slot_locator(slot);
+	free(dict);
+	return loc;
+}
+
+/* Overwrite n octets of key's record in db's dictionary, at octet `at`
+ * of it (the head is first, then the key, then the value). */
+static void record_patch(const char *map, const char *db, const char *key,
+			 size_t at, const void *bytes, size_t n)
+{
+	size_t len;
+	unsigned char *dict = dict_value(map, db, &len);
+	const unsigned char *slot = dict_slot(dict, key);
+	size_t off;
+
+	ck_assert_msg(slot != NULL, "no slot of '%s'", key);
+	off = record_offset(slot_locator(slot));
+	ck_assert_uint_le(off + at + n, len);
+	memcpy(dict + off + at, bytes, n);
+	raw_put(map, db, 0, LMDBMAP_DICT, dict, len);
+	free(dict);
+}
+
+/* Change the locator in key's slot of db's dictionary. */
+static void slot_patch(const char *map, const char *db, const char *key,
+		       uint32_t loc)
+{
+	size_t len;
+	unsigned char *dict = dict_value(map, db, &len);
+	const unsigned char *slot = dict_slot(dict, key);
+
+	ck_assert_msg(slot != NULL, "no slot of '%s'", key);
+	memcpy(dict + (slot - dict) + 4, &loc, sizeof(loc));
+	raw_put(map, db, 0, LMDBMAP_DICT, dict, len);
+	free(dict);
+}
+
+/* Change the head of a dictionary, or cut it by `cut` octets. */
+static void dict_patch(const char *map, const char *db,
+		       const struct lmdbmap_dict *head, size_t cut)
+{
+	size_t len;
+	unsigned char *dict = dict_value(map, db, &len);
+
+	if (head != NULL)
+		memcpy(dict, head, sizeof(*head));
+	raw_put(map, db, 0, LMDBMAP_DICT, dict, len - cut);
+	free(dict);
+}
+
+static struct lmdbmap_dict dict_head(const char *map, const char *db)
+{
+	size_t len;
+	unsigned char *dict = dict_value(map, db, &len);
+	struct lmdbmap_dict head;
 
 	ck_assert_uint_ge(len, sizeof(head));
-	memcpy(&head, slots, sizeof(head));
-	free(slots);
+	head = dict_head_of(dict);
+	free(dict);
 	return head;
 }
 
@@ -744,17 +813,31 @@ START_TEST(test_wrong_format_version)
 {
 	char map[PATH_MAX_TEST], p[PATH_MAX_TEST];
 	static const char *const want =
-		"%s: map format %s, this porterd reads format 2: "
+		"%s: map format %s, this porterd reads format 3: "
 		"make it again with porterd-makemap";
-	char want1[ERR_MAX], want3[ERR_MAX];
+	char want1[ERR_MAX], want2[ERR_MAX], want4[ERR_MAX];
+	uint32_t loc = 1;
 
 	snprintf(want1, sizeof(want1), want, "%s", "1");
-	snprintf(want3, sizeof(want3), want, "%s", "3");
+	snprintf(want2, sizeof(want2), want, "%s", "2");
+	snprintf(want4, sizeof(want4), want, "%s", "4");
 	map_make("t", "jones user Fred Jones\nbob forward bob@x.example\n", map);
-	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "3", 1);
-	expect_open_error(map, want3);
+	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "4", 1);
+	expect_open_error(map, want4);
 	raw_put(map, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "one", 3);
 	expect_open_error(map, "%s: not a porterd map (no meta record)");
+	/* A map of the second format: its keys' records and slot table two
+	 * values, its name indexes B-trees of locators. */
+	wpath(p, "format2.lmdb");
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "1", 1);
+	raw_put(p, LMDBMAP_DB_KEYS, 0, "records", "\x0c\0\0\0\x05\0jonesuFred Jones", 23);
+	raw_put(p, LMDBMAP_DB_KEYS, 0, "slots", "", 0);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+		"fred jones", &loc, sizeof(loc));
+	raw_put(p, LMDBMAP_DB_WORDS, MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+		"fred", &loc, sizeof(loc));
+	expect_open_error(p, want2);
 	/* A map of the first format, whose keys database held the records
 	 * themselves: its format is what is said wrong, not its shape. */
 	wpath(p, "format1.lmdb");
@@ -779,45 +862,66 @@ START_TEST(test_damaged_meta)
 }
 END_TEST
 
-/* A slot table that does not add up is refused at open: a lookup then
- * trusts its shape. */
-START_TEST(test_damaged_slots)
+/* A dictionary whose head does not add up is refused at open: a lookup
+ * then trusts its shape. */
+/* A dictionary head that says buckets and overflow its 496 octets do
+ * not hold: the map is refused, saying so. */
+static void expect_head_refused(const char *map, const char *db,
+				struct lmdbmap_dict *head, uint64_t buckets,
+				uint64_t overflow)
+{
+	char want[ERR_MAX];
+
+	head->buckets = buckets;
+	head->overflow = overflow;
+	dict_patch(map, db, head, 0);
+	snprintf(want, sizeof(want), "%%s: damaged map: the '%s' dictionary: "
+		 "496 octets, not the %llu buckets and %llu octets after them "
+		 "its head says", db, (unsigned long long)buckets,
+		 (unsigned long long)overflow);
+	expect_open_error(map, want);
+}
+
+START_TEST(test_damaged_dict)
 {
 	static const char text[] = "jones user Fred Jones\nbob forward bob@x.example\n";
-	char map[PATH_MAX_TEST];
-	struct lmdbmap_slots head;
+	static const char *const dbs[] = { LMDBMAP_DB_KEYS, LMDBMAP_DB_FULLNAMES,
+					   LMDBMAP_DB_WORDS };
+	char map[PATH_MAX_TEST], want[ERR_MAX];
+	struct lmdbmap_dict head;
 
+	for (size_t d = 0; d < 3; d++) {
+		const char *db = dbs[d];
+
+		map_make("t", text, map);
+		head = dict_head(map, db);
+		ck_assert_uint_eq(head.buckets, 1);
+		ck_assert_uint_eq(head.overflow, 0);
+		expect_head_refused(map, db, &head, 2, 0);
+		expect_head_refused(map, db, &head, 0, 0);
+		expect_head_refused(map, db, &head, 1, 8);
+		map_make("t", text, map);
+		dict_patch(map, db, NULL, 8);
+		snprintf(want, sizeof(want), "%%s: damaged map: the '%s' dictionary: "
+			 "488 octets, too few for one bucket", db);
+		expect_open_error(map, want);
+		map_make("t", text, map);
+		head = dict_head(map, db);
+		head.max_probe = 1;
+		dict_patch(map, db, &head, 0);
+		snprintf(want, sizeof(want), "%%s: damaged map: the '%s' dictionary: "
+			 "keys 1 buckets past their home, of 1", db);
+		expect_open_error(map, want);
+		map_make("t", text, map);
+		raw_put(map, db, 0, LMDBMAP_DICT, NULL, 0);
+		snprintf(want, sizeof(want), "%%s: damaged map: no '%s' dictionary", db);
+		expect_open_error(map, want);
+	}
 	map_make("t", text, map);
-	head = slots_head(map);
-	ck_assert_uint_eq(head.buckets, 1);
-	ck_assert_uint_eq(head.entries, 2);
-	head.buckets = 2;
-	slots_patch(map, &head, 0);
-	expect_open_error(map, "%s: damaged map: a 'slots' record of 112 octets");
-	map_make("t", text, map);
-	slots_patch(map, NULL, 8);
-	expect_open_error(map, "%s: damaged map: a 'slots' record of 104 octets");
-	map_make("t", text, map);
-	head = slots_head(map);
-	head.buckets = 0;
-	slots_patch(map, &head, 0);
-	expect_open_error(map, "%s: damaged map: a 'slots' record of 112 octets");
-	map_make("t", text, map);
-	head = slots_head(map);
-	head.max_probe = 1;
-	slots_patch(map, &head, 0);
-	expect_open_error(map, "%s: damaged map: keys 1 buckets past their home, of 1");
-	map_make("t", text, map);
-	head = slots_head(map);
+	head = dict_head(map, LMDBMAP_DB_KEYS);
 	head.entries = 3;
-	slots_patch(map, &head, 0);
+	dict_patch(map, LMDBMAP_DB_KEYS, &head, 0);
 	expect_open_error(map, "%s: damaged map: 2 entries in its meta record, 3 keys");
-	map_make("t", text, map);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, NULL, 0);
-	expect_open_error(map, "%s: damaged map: no 'slots' record");
-	map_make("t", text, map);
-	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_RECORDS, NULL, 0);
-	expect_open_error(map, "%s: damaged map: no 'records' record");
 }
 END_TEST
 
@@ -827,19 +931,28 @@ START_TEST(test_wrong_database_kind)
 	uint32_t loc = 1;
 
 	wpath(p, "odd.lmdb");
-	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "3", 1);
 	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "0", 1);
 	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", "u", 1);
-	raw_put(p, LMDBMAP_DB_FULLNAMES, LMDBMAP_NAME_FLAGS, "n", &loc, sizeof(loc));
-	raw_put(p, LMDBMAP_DB_WORDS, 0, "w", "k", 1);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, 0, "n", &loc, sizeof(loc));
+	raw_put(p, LMDBMAP_DB_WORDS, MDB_DUPSORT, "w", "k", 1);
 	expect_open_error(p, "%s: not a porterd map (a wrong 'words' database)");
-	/* Names to keys, as the first format had them. */
+	/* Name indexes of sorted locators, as the second format had them. */
 	wpath(p, "odd2.lmdb");
-	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "2", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "3", 1);
 	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "0", 1);
 	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", "u", 1);
-	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT, "n", "k", 1);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+		"n", &loc, sizeof(loc));
 	expect_open_error(p, "%s: not a porterd map (a wrong 'fullnames' database)");
+	/* Plain databases without a dictionary. */
+	wpath(p, "odd3.lmdb");
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_FORMAT, "3", 1);
+	raw_put(p, LMDBMAP_DB_META, 0, LMDBMAP_META_ENTRIES, "0", 1);
+	raw_put(p, LMDBMAP_DB_KEYS, 0, "k", "u", 1);
+	raw_put(p, LMDBMAP_DB_FULLNAMES, 0, "n", "k", 1);
+	raw_put(p, LMDBMAP_DB_WORDS, 0, "w", "k", 1);
+	expect_open_error(p, "%s: damaged map: no 'keys' dictionary");
 }
 END_TEST
 
@@ -870,33 +983,27 @@ START_TEST(test_bad_records_tempfail)
 	FILE *log = tmpfile();
 	struct backend *be;
 	struct answer a;
-	size_t len;
-	unsigned char *slots;
-	uint32_t loc, zero = 0;
+	uint32_t loc, zero = 0, six = 6;
 	uint16_t klen = 0xffff;
 	const size_t v = LMDBMAP_RECORD_HEAD;	/* where a key starts */
 
 	map_make("t", "jones user Fred Jones\nbob forward bob@x.example\n"
 		 "staff list jones, bob\nann user Ann Other\nzed user Zed\n"
-		 "kim user Kim\n", map);
-	/* In table order: a record made longer or shorter hides the next
-	 * ones from record_offset's walk. */
-	record_patch(map, "jones", v + 5, "x", 1);	/* no such kind */
-	record_patch(map, "bob", v + 3 + 14, "x", 1);	/* no NUL at the end */
-	record_patch(map, "staff", v + 5 + 7, "", 1);	/* an empty member */
-	loc = record_locator(map, "staff");
-	raw_put(map, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, "staffer", &loc, sizeof(loc));
-	record_patch(map, "zed", 4, &klen, sizeof(klen));	/* past the end */
-	record_patch(map, "ann", 0, &zero, sizeof(zero));	/* no value */
+		 "kim user Kim\ngh user Ghost Person\nst user Staffer Person\n"
+		 "lu user Lucy Lu\n", map);
+	record_patch(map, "keys", "jones", v + 5, "x", 1);	/* no such kind */
+	record_patch(map, "keys", "bob", v + 3 + 14, "x", 1);	/* no NUL at the end */
+	record_patch(map, "keys", "staff", v + 5 + 7, "", 1);	/* an empty member */
+	record_patch(map, "keys", "zed", 4, &klen, sizeof(klen));	/* past the end */
+	record_patch(map, "keys", "ann", 0, &zero, sizeof(zero));	/* no value */
+	slot_patch(map, "keys", "kim", UINT32_MAX);	/* past the dictionary */
+	/* Name indexes naming no user, or a list, or not locators. */
 	loc = 0x7fffffff;
-	raw_put(map, LMDBMAP_DB_WORDS, LMDBMAP_NAME_FLAGS, "ghost", &loc, sizeof(loc));
-	/* A slot whose locator is past the records. */
-	slots = raw_value(map, LMDBMAP_DB_KEYS, LMDBMAP_KEYS_SLOTS, &len);
-	loc = UINT32_MAX;
-	ck_assert_ptr_nonnull(slot_of(slots, "kim"));
-	memcpy(slot_of(slots, "kim") + 4, &loc, sizeof(loc));
-	raw_put(map, LMDBMAP_DB_KEYS, 0, LMDBMAP_KEYS_SLOTS, slots, len);
-	free(slots);
+	record_patch(map, "words", "ghost", v + 5, &loc, sizeof(loc));
+	loc = record_locator(map, "keys", "staff");
+	record_patch(map, "words", "staffer", v + 7, &loc, sizeof(loc));
+	record_patch(map, "words", "person", 0, &six, sizeof(six));
+	record_patch(map, "fullnames", "lucy lu", v + 7, &zero, sizeof(zero));
 	ck_assert_ptr_nonnull(log);
 	log_init(LOG_LEVEL_INFO, log);
 	be = open_ok(lmdb, map);
@@ -908,7 +1015,11 @@ START_TEST(test_bad_records_tempfail)
 	ck_assert_str_eq(ask(lmdb, be, NULL, "kim", false, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "ghost", true, &a), "tempfail");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "staffer", true, &a), "tempfail");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "person", true, &a), "tempfail");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "lucy lu", true, &a), "tempfail");
 	/* The backend still answers what is whole. */
+	ck_assert_str_eq(ask(lmdb, be, NULL, "lu", true, &a), "user lu name=Lucy Lu");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "lucy", true, &a), "user lu name=Lucy Lu");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "nobody", true, &a), "notfound");
 	ck_assert_str_eq(ask(lmdb, be, NULL, "other", true, &a), "tempfail");
 	/* A broken map fails every lookup: one line a second says so. */
@@ -969,36 +1080,42 @@ static void value_show(const unsigned char *v, size_t len, char *out,
 	out[len] = '\0';
 }
 
-/* The map's keys, slots and name indexes, read with LMDB itself. */
+enum { DICT_KEYS, DICT_FULLNAMES, DICT_WORDS, DICTS };
+
+/* The map's dictionaries where LMDB has them, read with LMDB itself. */
 struct layout {
 	MDB_env *env;
 	MDB_txn *txn;
-	const unsigned char *records, *slots;
-	size_t records_len, slots_len;
-	struct lmdbmap_slots head;
+	const unsigned char *dict[DICTS];
+	size_t len[DICTS];
+	struct lmdbmap_dict head[DICTS];
 };
 
 static void layout_open(struct layout *l, const char *map)
 {
-	MDB_dbi keys;
-	MDB_val k, v;
+	static const char *const dbs[DICTS] = { LMDBMAP_DB_KEYS,
+		LMDBMAP_DB_FULLNAMES, LMDBMAP_DB_WORDS };
 
 	ck_assert_int_eq(mdb_env_create(&l->env), 0);
 	ck_assert_int_eq(mdb_env_set_maxdbs(l->env, 8), 0);
 	ck_assert_int_eq(mdb_env_open(l->env, map, MDB_NOSUBDIR | MDB_NOLOCK |
 				      MDB_RDONLY, 0), 0);
 	ck_assert_int_eq(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &l->txn), 0);
-	ck_assert_int_eq(mdb_dbi_open(l->txn, LMDBMAP_DB_KEYS, 0, &keys), 0);
-	k = (MDB_val){ .mv_size = 7, .mv_data = "records" };
-	ck_assert_int_eq(mdb_get(l->txn, keys, &k, &v), 0);
-	l->records = v.mv_data;
-	l->records_len = v.mv_size;
-	k = (MDB_val){ .mv_size = 5, .mv_data = "slots" };
-	ck_assert_int_eq(mdb_get(l->txn, keys, &k, &v), 0);
-	l->slots = v.mv_data;
-	l->slots_len = v.mv_size;
-	ck_assert_uint_ge(l->slots_len, sizeof(l->head));
-	memcpy(&l->head, l->slots, sizeof(l->head));
+	for (int d = 0; d < DICTS; d++) {
+		MDB_dbi dbi;
+		MDB_val k = { .mv_size = 4, .mv_data = "dict" }, v;
+
+		ck_assert_int_eq(mdb_dbi_open(l->txn, dbs[d], 0, &dbi), 0);
+		ck_assert_int_eq(mdb_get(l->txn, dbi, &k, &v), 0);
+		l->dict[d] = v.mv_data;
+		l->len[d] = v.mv_size;
+		ck_assert_uint_ge(l->len[d], DICT_HEAD + LMDBMAP_BUCKET_SIZE);
+		l->head[d] = dict_head_of(l->dict[d]);
+		ck_assert_uint_eq(l->len[d], DICT_HEAD + l->head[d].buckets *
+				  LMDBMAP_BUCKET_SIZE + l->head[d].overflow);
+		for (int i = 0; i < 26; i++)
+			ck_assert_uint_eq(l->head[d].zero[i], 0);
+	}
 }
 
 static void layout_close(struct layout *l)
@@ -1018,17 +1135,16 @@ static void raw_get(const struct layout *l, const char *db, const char *key,
 	value_show(v.mv_data, v.mv_size, out, size);
 }
 
-/* The record a locator names: "key=value". */
+/* The record of the keys' dictionary a locator names: "key=value". */
 static void layout_record(const struct layout *l, uint32_t loc, char *out,
 			  size_t size)
 {
-	size_t off = ((size_t)loc - 1) * LMDBMAP_RECORD_ALIGN, klen;
-	const unsigned char *r = l->records + off;
+	size_t off = record_offset(loc), klen;
+	const unsigned char *r = l->dict[DICT_KEYS] + off;
 	uint16_t k;
 
-	ck_assert_uint_gt(loc, 0);
-	ck_assert_uint_le(off + LMDBMAP_RECORD_HEAD, l->records_len);
-	ck_assert_uint_le(off + record_len(r), l->records_len);
+	ck_assert_uint_le(off + LMDBMAP_RECORD_HEAD, l->len[DICT_KEYS]);
+	ck_assert_uint_le(off + record_len(r), l->len[DICT_KEYS]);
 	memcpy(&k, r + 4, sizeof(k));
 	klen = k;
 	ck_assert_uint_lt(klen + 1, size);
@@ -1043,47 +1159,86 @@ static void layout_record(const struct layout *l, uint32_t loc, char *out,
 static void layout_find(const struct layout *l, const char *key, char *out,
 			size_t size)
 {
-	unsigned char *slot = slot_of((unsigned char *)l->slots, key);
-	uint32_t loc;
+	const unsigned char *slot = dict_slot(l->dict[DICT_KEYS], key);
 
 	out[0] = '\0';
-	if (slot == NULL)
-		return;
-	memcpy(&loc, slot + 4, sizeof(loc));
-	layout_record(l, loc, out, size);
+	if (slot != NULL)
+		layout_record(l, slot_locator(slot), out, size);
 }
 
-/* A name index's values for key, each shown as the key of its record. */
-static void raw_dups(const struct layout *l, const char *db, const char *key,
-		     char *out, size_t size)
+/* A name index's users for key, each shown as the key of its record,
+ * in the order it holds them: by locator. */
+static void layout_users(const struct layout *l, int d, const char *key,
+			 char *out, size_t size)
 {
-	MDB_dbi dbi;
-	MDB_cursor *c;
-	MDB_val k = { .mv_size = strlen(key), .mv_data = (void *)key }, v;
-	unsigned flags;
-	size_t len = 0;
-	int rc;
+	const unsigned char *slot = dict_slot(l->dict[d], key), *r;
+	size_t len = 0, off;
+	uint32_t vlen, prev = 0;
+	uint16_t klen;
 
-	ck_assert_int_eq(mdb_dbi_open(l->txn, db, 0, &dbi), 0);
-	ck_assert_int_eq(mdb_dbi_flags(l->txn, dbi, &flags), 0);
-	ck_assert_uint_eq(flags & LMDBMAP_NAME_FLAGS, LMDBMAP_NAME_FLAGS);
-	ck_assert_int_eq(mdb_cursor_open(l->txn, dbi, &c), 0);
+	ck_assert_ptr_nonnull(slot);
+	off = record_offset(slot_locator(slot));
+	r = l->dict[d] + off;
+	ck_assert_uint_le(off + record_len(r), l->len[d]);
+	memcpy(&vlen, r, sizeof(vlen));
+	memcpy(&klen, r + 4, sizeof(klen));
+	ck_assert(klen == strlen(key) && memcmp(r + 6, key, klen) == 0);
+	ck_assert_uint_eq(vlen % 4, 0);
 	out[0] = '\0';
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+	for (size_t i = 0; i < vlen / 4; i++) {
 		char rec[256];
 		uint32_t loc;
 		int n;
 
-		ck_assert_uint_eq(v.mv_size, sizeof(loc));
-		memcpy(&loc, v.mv_data, sizeof(loc));
+		memcpy(&loc, r + LMDBMAP_RECORD_HEAD + klen + i * 4, sizeof(loc));
+		ck_assert_uint_gt(loc, prev);
+		prev = loc;
 		layout_record(l, loc, rec, sizeof(rec));
 		*strchr(rec, '=') = '\0';
 		n = snprintf(out + len, size - len, "%s%s", len ? "," : "", rec);
 		ck_assert(n > 0 && (size_t)n < size - len);
 		len += (size_t)n;
 	}
-	mdb_cursor_close(c);
+}
+
+/*
+ * Every bucket of dictionary d as lmdbmap.h says: its slots' records
+ * that lie inline lie one after another from the end of its slots, in
+ * slot order, each padded with zeros; the rest lie one after another in
+ * the overflow area, bucket after bucket. Returns the records inline.
+ */
+static size_t layout_check_buckets(const struct layout *l, int d)
+{
+	const unsigned char *region = l->dict[d] + DICT_HEAD;
+	uint64_t overflow = l->head[d].buckets * LMDBMAP_BUCKET_SIZE;
+	size_t inline_records = 0, n = 0;
+
+	for (uint64_t b = 0; b < l->head[d].buckets; b++) {
+		uint64_t inl = b * LMDBMAP_BUCKET_SIZE + 64;
+
+		for (int k = 0; k < LMDBMAP_BUCKET_SLOTS; k++) {
+			uint32_t loc;
+			uint64_t off, *at;
+
+			memcpy(&loc, region + b * LMDBMAP_BUCKET_SIZE + k * 8 + 4,
+			       sizeof(loc));
+			if (loc == 0)
+				break;
+			n++;
+			off = ((uint64_t)loc - 1) * LMDBMAP_RECORD_ALIGN;
+			at = off == inl ? &inl : &overflow;
+			ck_assert_msg(off == *at, "bucket %" PRIu64 " slot %d", b, k);
+			inline_records += at == &inl;
+			*at += record_len(region + off);
+			for (; *at % LMDBMAP_RECORD_ALIGN != 0; (*at)++)
+				ck_assert_uint_eq(region[*at], 0);
+			if (at == &inl)
+				ck_assert_uint_le(inl, (b + 1) * LMDBMAP_BUCKET_SIZE);
+		}
+	}
+	ck_assert_uint_eq(n, l->head[d].entries);
+	ck_assert_uint_eq(overflow, l->len[d] - DICT_HEAD);
+	return inline_records;
 }
 
 static const struct {
@@ -1103,41 +1258,130 @@ START_TEST(test_layout)
 {
 	char map[PATH_MAX_TEST], v[256];
 	struct layout l;
-	size_t off = 0;
 
 	map_make("t", "jones user Fred Jones\nsmith@example.test user Fred Smith\n"
 		 "staff list jones, far@elsewhere.example\nnoname user\n"
 		 "bob forward bob@x.example\nalice moved alice@y.example\n", map);
 	layout_open(&l, map);
 	raw_get(&l, "meta", "format", v, sizeof(v));
-	ck_assert_str_eq(v, "2");
+	ck_assert_str_eq(v, "3");
 	raw_get(&l, "meta", "entries", v, sizeof(v));
 	ck_assert_str_eq(v, "6");
-	/* Two buckets for six keys, their head 48 octets. */
-	ck_assert_uint_eq(l.head.buckets, 2);
-	ck_assert_uint_eq(l.head.entries, 6);
-	ck_assert_uint_eq(l.slots_len, 48 + 2 * 64);
-	for (int i = 0; i < 3; i++)
-		ck_assert_uint_eq(l.head.zero[i], 0);
+	/* Two buckets for six keys, their head 240 octets, every record
+	 * in its bucket. */
+	ck_assert_uint_eq(l.head[DICT_KEYS].buckets, 2);
+	ck_assert_uint_eq(l.head[DICT_KEYS].entries, 6);
+	ck_assert_uint_eq(l.head[DICT_KEYS].overflow, 0);
+	ck_assert_uint_eq(l.len[DICT_KEYS], 240 + 2 * 256);
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_KEYS), 6);
 	for (size_t i = 0; i < sizeof(layout_rows) / sizeof(layout_rows[0]); i++) {
 		layout_find(&l, layout_rows[i].key, v, sizeof(v));
 		ck_assert_str_eq(v, layout_rows[i].record);
 	}
-	/* The records in table order, each padded with zeros to 8 octets. */
-	for (size_t i = 0; i < 6; i++) {
-		size_t len = record_len(l.records + off);
-
-		layout_record(&l, (uint32_t)(off / 8 + 1), v, sizeof(v));
-		ck_assert_str_eq(v, layout_rows[i].record);
-		for (off += len; off % 8 != 0; off++)
-			ck_assert_uint_eq(l.records[off], 0);
-	}
-	ck_assert_uint_eq(off, l.records_len);
-	raw_dups(&l, "words", "fred", v, sizeof(v));
-	ck_assert_str_eq(v, "jones,smith@example.test");
-	raw_dups(&l, "fullnames", "fred smith", v, sizeof(v));
+	ck_assert_uint_eq(l.head[DICT_WORDS].entries, 3);	/* fred, jones, smith */
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_WORDS), 3);
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_FULLNAMES), 2);
+	layout_users(&l, DICT_WORDS, "smith", v, sizeof(v));
 	ck_assert_str_eq(v, "smith@example.test");
+	layout_users(&l, DICT_FULLNAMES, "fred jones", v, sizeof(v));
+	ck_assert_str_eq(v, "jones");
+	layout_users(&l, DICT_WORDS, "fred", v, sizeof(v));
+	ck_assert_msg(strcmp(v, "jones,smith@example.test") == 0 ||
+		      strcmp(v, "smith@example.test,jones") == 0, "%s", v);
+	ck_assert_ptr_null(dict_slot(l.dict[DICT_WORDS], "Fred"));
 	layout_close(&l);
+}
+END_TEST
+
+/* In a dictionary large enough for LMDB's overflow pages, every bucket
+ * starts a multiple of its size into the file: four whole cache lines
+ * of one page. Records that do not fit their bucket overflow, and are
+ * found all the same. */
+START_TEST(test_layout_large)
+{
+	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], err[ERR_MAX] = "";
+	char *text = generated_table(3000);
+	struct makemap m = { .table_path = tpath, .out_path = map };
+	struct layout l;
+
+	wpath(tpath, "large.table");
+	wpath(map, "large.lmdb");
+	file_write(tpath, text, strlen(text));
+	free(text);
+	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
+	layout_open(&l, map);
+	for (int d = DICT_KEYS; d <= DICT_FULLNAMES; d++) {
+		ck_assert_uint_gt(l.len[d], 4096);
+		ck_assert_uint_eq(((uintptr_t)l.dict[d] + DICT_HEAD) %
+				  LMDBMAP_BUCKET_SIZE, 0);
+	}
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_KEYS), m.inline_records);
+	ck_assert_uint_eq(l.head[DICT_KEYS].buckets, m.buckets_made);
+	layout_check_buckets(&l, DICT_FULLNAMES);
+	layout_check_buckets(&l, DICT_WORDS);
+	/* Given and family names shared by hundreds: long lists of users,
+	 * past any bucket. */
+	ck_assert_uint_gt(l.head[DICT_WORDS].overflow, 0);
+	layout_close(&l);
+}
+END_TEST
+
+/* Records too long for their bucket's inline area (long full names,
+ * long lists, a word in many names) lie in the overflow area; each is
+ * answered as the table answers it. */
+START_TEST(test_overflow_records)
+{
+	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], err[ERR_MAX] = "";
+	struct makemap m = { .table_path = tpath, .out_path = map };
+	size_t cap = 256 * 1024, len = 0;
+	char *text = malloc(cap);
+	struct backend *be;
+	struct answer a;
+	struct layout l;
+
+	ck_assert_ptr_nonnull(text);
+	for (int i = 0; i < 200; i++) {
+		int w;
+
+		if (i % 4 == 0)
+			w = snprintf(text + len, cap - len, "long%d user Common Given%d "
+				     "%0*d Family%d\n", i, i, 40 + i, i, i);
+		else if (i % 4 == 1)
+			w = snprintf(text + len, cap - len, "list%d list m%d-a@example.test, "
+				     "m%d-b@example.test, m%d-c@example.test, "
+				     "m%d-d@example.test, m%d-e@example.test, "
+				     "m%d-f@example.test, m%d-g@example.test\n",
+				     i, i, i, i, i, i, i, i);
+		else
+			w = snprintf(text + len, cap - len, "u%d user Common Person%d\n", i, i);
+		ck_assert(w > 0 && (size_t)w < cap - len);
+		len += (size_t)w;
+	}
+	wpath(tpath, "overflow.table");
+	wpath(map, "overflow.lmdb");
+	file_write(tpath, text, len);
+	free(text);
+	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_gt(m.inline_records, 0);
+	ck_assert_uint_lt(m.inline_records, m.entries);
+	layout_open(&l, map);
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_KEYS), m.inline_records);
+	ck_assert_uint_gt(l.head[DICT_KEYS].overflow, 0);
+	ck_assert_uint_lt(layout_check_buckets(&l, DICT_FULLNAMES),
+			  l.head[DICT_FULLNAMES].entries);
+	ck_assert_uint_lt(layout_check_buckets(&l, DICT_WORDS),
+			  l.head[DICT_WORDS].entries);
+	layout_close(&l);
+	compare_all(tpath, map);
+	be = open_ok(lmdb, map);
+	ck_assert_str_eq(ask(lmdb, be, NULL, "list5", true, &a),
+			 "list list5 members=m5-a@example.test,m5-b@example.test,"
+			 "m5-c@example.test,m5-d@example.test,m5-e@example.test,"
+			 "m5-f@example.test,m5-g@example.test");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "common", true, &a), "ambiguous");
+	ck_assert_str_eq(ask(lmdb, be, NULL, "common person7", true, &a),
+			 "user u7 name=Common Person7");
+	lmdb->close(&be);
 }
 END_TEST
 
@@ -1228,9 +1472,9 @@ START_TEST(test_tag_collision)
 			 order ? b : a, order ? a : b, a, b);
 		map_make("twins", text, map);
 		layout_open(&l, map);
-		ck_assert_uint_eq(l.head.buckets, 1);
-		memcpy(&tag[0], l.slots + 48, sizeof(tag[0]));
-		memcpy(&tag[1], l.slots + 48 + 8, sizeof(tag[1]));
+		ck_assert_uint_eq(l.head[DICT_KEYS].buckets, 1);
+		memcpy(&tag[0], l.dict[DICT_KEYS] + DICT_HEAD, sizeof(tag[0]));
+		memcpy(&tag[1], l.dict[DICT_KEYS] + DICT_HEAD + 8, sizeof(tag[1]));
 		ck_assert_uint_eq(tag[0], tag[1]);
 		layout_close(&l);
 		be = open_ok(lmdb, map);
@@ -1258,6 +1502,7 @@ START_TEST(test_crowded_slots)
 	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], err[ERR_MAX] = "";
 	char *text = generated_table(3000);
 	struct makemap m = { .table_path = tpath, .out_path = map, .buckets = 1 };
+	struct layout l;
 
 	wpath(tpath, "crowded.table");
 	wpath(map, "crowded.lmdb");
@@ -1267,13 +1512,21 @@ START_TEST(test_crowded_slots)
 	ck_assert_uint_eq(m.buckets_made, 3000 / LMDBMAP_BUCKET_SLOTS);
 	ck_assert_uint_eq(m.full_buckets, m.buckets_made);
 	ck_assert_uint_gt(m.max_probe, 8);
+	/* Eight records do not fit one bucket's inline area; a key's
+	 * record goes with its slot, in the bucket it probed to. */
+	ck_assert_uint_lt(m.inline_records, m.entries * 3 / 4);
+	layout_open(&l, map);
+	ck_assert_uint_eq(layout_check_buckets(&l, DICT_KEYS), m.inline_records);
+	layout_close(&l);
 	compare_all(tpath, map);
-	/* The usual table, half full: few buckets full, none far. */
+	/* The usual table, half full: few buckets full, none far, nearly
+	 * every record in its bucket. */
 	m.buckets = 0;
 	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_uint_eq(m.buckets_made, 3000 / LMDBMAP_BUCKET_LOAD);
+	ck_assert_uint_ge(m.buckets_made, 3000 / LMDBMAP_BUCKET_LOAD);
 	ck_assert_uint_lt(m.full_buckets, m.buckets_made / 8);
 	ck_assert_uint_lt(m.max_probe, 8);
+	ck_assert_uint_gt(m.inline_records, m.entries * 85 / 100);
 	compare_all(tpath, map);
 }
 END_TEST
@@ -1378,6 +1631,7 @@ static Suite *lmdb_suite(void)
 	tcase_add_test(tc, test_same_answers_as_table);
 	tcase_add_test(tc, test_long_names);
 	tcase_add_test(tc, test_generated_table_and_growth);
+	tcase_add_test(tc, test_prefetch_hints);
 	tcase_add_test(tc, test_bad_records_tempfail);
 	tcase_add_test(tc, test_nested_lookup);
 	tcase_add_test(tc, test_tag_collision);
@@ -1395,13 +1649,15 @@ static Suite *lmdb_suite(void)
 	tcase_add_test(tc, test_open_errors_args);
 	tcase_add_test(tc, test_wrong_format_version);
 	tcase_add_test(tc, test_damaged_meta);
-	tcase_add_test(tc, test_damaged_slots);
+	tcase_add_test(tc, test_damaged_dict);
 	tcase_add_test(tc, test_wrong_database_kind);
 	tcase_add_test(tc, test_truncated_map);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("makemap");
 	tcase_add_checked_fixture(tc, workdir_setup, workdir_teardown);
 	tcase_add_test(tc, test_layout);
+	tcase_add_test(tc, test_layout_large);
+	tcase_add_test(tc, test_overflow_records);
 	tcase_add_test(tc, test_hash_fixed);
 	tcase_add_test(tc, test_makemap_table_error);
 	tcase_add_test(tc, test_makemap_error_keeps_old_map);
