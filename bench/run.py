@@ -12,7 +12,8 @@ belong to this machine only.
     python3 bench/run.py [--rounds N] [--only MODE[,MODE...]] [--quick]
 
 Modes: session, pipeline, idle, mail, scale, reload (and smtp-source when
-Postfix's smtp-source is installed). Talks to 127.0.0.1 only; every server it starts
+Postfix's smtp-source is installed); lmdb (a 10,000,000-entry map against
+a 1,000-entry one) only when named. Talks to 127.0.0.1 only; every server it starts
 is stopped by PID; every load run is bounded by count and by time.
 """
 import argparse
@@ -35,11 +36,15 @@ BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 PORTERD = os.path.join(BUILD, "porterd")
 LOAD = os.path.join(BUILD, "bench", "load")
 LIMIT = os.path.join(BUILD, "bench", "limit")
+MAKEMAP = os.path.join(BUILD, "porterd-makemap")
+GEN_TABLE = os.path.join(ROOT, "bench", "gen_table.py")
 
 DOMAIN = "bench.test"
 READY_TIMEOUT = 30.0    # seconds a server may take to listen (1M-entry table)
 RUN_TIMEOUT = 120       # seconds any one load run may take (load -t)
 BIG_TABLE = 1_000_000
+BIG_MAP = 10_000_000
+MAP_TIMEOUT = 600       # seconds to write or compile a map, at most
 IDLE_HOLD = 30          # seconds idle connections are held at most
 
 
@@ -142,6 +147,25 @@ class Workspace:
             self.big_sample = [users[i * step] for i in range(997)]
         return self.big_table
 
+    def ensure_maps(self, big_entries):
+        """porterd-makemap maps of 1,000 and big_entries users (bench/gen_table.py's
+        users: key user<i>), and 997 keys spread over each."""
+        maps = {}
+        for n in (1000, big_entries):
+            text = os.path.join(self.root, f"gen{n}.table")
+            path = os.path.join(self.root, f"map{n}.lmdb")
+            subprocess.run([sys.executable, GEN_TABLE, str(n), text], check=True,
+                           timeout=MAP_TIMEOUT)
+            t0 = time.monotonic()
+            subprocess.run([MAKEMAP, "-o", path, text], check=True, timeout=MAP_TIMEOUT)
+            print(f"  map of {n:,} entries: built in {time.monotonic() - t0:.1f} s, "
+                  f"{os.path.getsize(path) / 1e6:,.1f} MB", flush=True)
+            os.unlink(text)
+            os.chmod(path, 0o644)
+            step = n // 997
+            maps[n] = (path, [f"user{i * step}" for i in range(997)])
+        return maps
+
     def porterd_config(self, port, table, tag):
         maildir = os.path.join(self.root, "mail", tag)
         path = os.path.join(self.root, f"porterd-{tag}-{port}.conf")
@@ -157,7 +181,7 @@ class Workspace:
 listen 127.0.0.1:{port}
 hostname mail.{DOMAIN}
 domains {DOMAIN}
-directory table {table}
+directory {table if table.startswith("lmdb ") else "table " + table}
 maildir {maildir}/%d/%u
 trusted 127.0.0.0/8 ::1
 vrfy on
@@ -333,6 +357,24 @@ def bench_scale(ws, table, rounds, quick):
               fmt(p), fmt(r), f"{p / r:.2f}", ">= 0.90", p / r >= 0.90)
 
 
+def bench_lmdb(ws, table, rounds, quick):
+    """VRFY from an LMDB map of 10,000,000 entries against one of 1,000:
+    the same load as the scale row, 997 keys spread over each map."""
+    big = 1_000_000 if quick else BIG_MAP
+    n = 200000 if quick else 1000000
+    maps = ws.ensure_maps(big)
+
+    def server(entries):
+        return lambda: ws.porterd("lmdb " + maps[entries][0], f"lmdb{entries}")
+
+    def load(entries):
+        return ["-c", 50, "-d", 16, "-n", n, "-a", ",".join(maps[entries][1])]
+    p, r = alternate(rounds, rate_of(server(big), "pipeline", load(big)),
+                           rate_of(server(1000), "pipeline", load(1000)))
+    table.add(f"VRFY, {big:,}-entry vs 1,000-entry LMDB map", "replies/s",
+              fmt(p), fmt(r), f"{p / r:.2f}", ">= 0.90", p / r >= 0.90)
+
+
 def reload_lines(log_path):
     with open(log_path, "rb") as f:
         return f.read().count(b"event=reload ")
@@ -487,6 +529,11 @@ MODES = {
     "reload": bench_reload,
     "smtp-source": bench_smtp_source,
 }
+# Run only when named: building a 10,000,000-entry map takes a minute and
+# some 4 GB of memory.
+EXTRA_MODES = {
+    "lmdb": bench_lmdb,
+}
 
 
 def main():
@@ -498,8 +545,10 @@ def main():
     opts = ap.parse_args()
     modes = [m for m in opts.only.split(",") if m]
     for m in modes:
-        if m not in MODES:
+        if m not in MODES and m not in EXTRA_MODES:
             ap.error(f"unknown mode {m}")
+    if "lmdb" in modes and not os.access(MAKEMAP, os.X_OK):
+        sys.exit(f"bench: {MAKEMAP} missing: run make")
     for binary in (PORTERD, LOAD, LIMIT):
         if not os.access(binary, os.X_OK):
             sys.exit(f"bench: {binary} missing: run make bench")
@@ -515,7 +564,7 @@ def main():
         for m in modes:
             print(f"{m}:", flush=True)
             try:
-                MODES[m](ws, table, opts.rounds, opts.quick)
+                {**MODES, **EXTRA_MODES}[m](ws, table, opts.rounds, opts.quick)
             except BenchError as e:
                 print(f"  {m}: FAILED: {e}", flush=True)
                 failed = True
