@@ -49,6 +49,13 @@
 #define ALIASES_TARGET_MAX ADDRESS_PATH_MAX	/* an address target */
 #define ALIASES_DEPTH_MAX 8		/* :include: files within each other */
 #define ALIASES_INCLUDES_MAX 65536	/* :include: files read in all */
+/*
+ * Octets of :include: files read in all, a file counted each time it is
+ * included: a few lines naming one file from another multiply what is
+ * read and kept, so without it a small aliases file could take all the
+ * memory there is.
+ */
+#define ALIASES_INCLUDE_OCTETS_MAX (16UL << 20)
 #define ALIASES_ENTRIES_MAX (UINT32_MAX - 1)
 #define MAILBOX_MARK '\001'
 #define MAILBOX_SALT 0x9e3779b9u	/* mailbox names never meet alias names */
@@ -120,6 +127,7 @@ struct parser {
 	unsigned depth;		/* :include: files open */
 	struct file_id reading[ALIASES_DEPTH_MAX + 1];
 	size_t nincludes;
+	size_t include_octets;	/* read so far, toward the bound */
 };
 
 static void aliases_close(struct backend **be_p);
@@ -756,6 +764,13 @@ static int include_line(struct parser *p, char *s, char *first, char *e)
 	return rc;
 }
 
+static int include_too_much(struct parser *p, const char *path)
+{
+	return fail_at(p, p->line, ALIAS_FMT ":include: %s: more than %lu MiB "
+		       "of :include: files in all", ALIAS_ARGS(p), path,
+		       ALIASES_INCLUDE_OCTETS_MAX >> 20);
+}
+
 static int include_read(struct parser *p, const char *path)
 {
 	const char *saved_path = p->path;
@@ -780,12 +795,18 @@ static int include_read(struct parser *p, const char *path)
 			return fail_at(p, p->line, ALIAS_FMT
 				       ":include: %s: a loop, it is being read",
 				       ALIAS_ARGS(p), path);
+	/* The size first, so a file over the bound is never read. */
+	if ((uintmax_t)st.st_size > ALIASES_INCLUDE_OCTETS_MAX - p->include_octets)
+		return include_too_much(p, path);
 	rc = str_read_file(path, &buf, &len);
 	if (rc != 0)
 		return fail_at(p, p->line, ALIAS_FMT ":include: %s: %s",
 			       ALIAS_ARGS(p), path, strerror(rc));
 	if (block_keep(p, buf) < 0)
 		return -1;
+	if (len > ALIASES_INCLUDE_OCTETS_MAX - p->include_octets)
+		return include_too_much(p, path);	/* it grew */
+	p->include_octets += len;
 	p->depth++;
 	p->reading[p->depth] = (struct file_id){ st.st_dev, st.st_ino };
 	p->path = path;

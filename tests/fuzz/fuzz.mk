@@ -6,6 +6,7 @@
 #   make fuzz-smoke      run each target FUZZ_SECONDS (20) on a copy of its
 #                        corpus in a temporary directory; fails if any fails
 #   make fuzz-regress    replay tests/fuzz/regressions/<target>-* once each
+#                        (FUZZ_TIMEOUT and FUZZ_RSS_MB apply)
 #   make fuzz-run FUZZ_TARGET=session [FUZZ_SECONDS=600]
 #                        one target, longer, keeping what it finds in
 #                        $(BUILD)/fuzz/work/<target> (crashes in .../artifacts)
@@ -14,7 +15,10 @@
 # Targets: command (command.c, address.c), session (the whole session with a
 # table directory and Maildir delivery), config (config_parse), table (the
 # table backend), dataread (DATA framing against a reference model),
-# ratelimit (the token buckets against their stated guarantee). Each is
+# ratelimit (the token buckets against their stated guarantee), aliases
+# (the aliases backend, :include: files, a table behind it), passwd (the
+# passwd backend on a passwd(5) file), dircache (the answer cache against
+# a model, on a virtual clock). Each is
 # tests/fuzz/fuzz_<target>.c with its seeds in tests/fuzz/corpus/<target>/;
 # tests/fuzz/smtp.dict serves them all. See tests/fuzz/README.md.
 
@@ -22,7 +26,8 @@ FUZZ_CC       ?= clang
 FUZZ_BUILD     = $(if $(BUILD),$(BUILD),build)
 FUZZ_DIR       = $(FUZZ_BUILD)/fuzz
 FUZZ_SRC_DIR  := tests/fuzz
-FUZZ_TARGETS  := command session config table dataread ratelimit
+FUZZ_TARGETS  := command session config table dataread ratelimit aliases passwd \
+                 dircache
 FUZZ_TARGET   ?= session
 FUZZ_SECONDS  ?= 20
 FUZZ_TIMEOUT  ?= 10
@@ -84,12 +89,14 @@ fuzz-smoke: fuzz
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz-smoke: failed:$$failed"; exit 1; fi
 
-# Every saved crash, replayed once; fails while any still crashes.
+# Every saved crash, replayed once; fails while any still crashes, runs
+# out of memory or takes longer than FUZZ_TIMEOUT.
 fuzz-regress: fuzz
 	@mkdir -p $(FUZZ_DIR)/artifacts; failed=""; \
 	for f in $(wildcard $(FUZZ_SRC_DIR)/regressions/*-*); do \
 		b=$${f##*/}; t=$${b%%-*}; \
-		if $(FUZZ_DIR)/fuzz_$$t -artifact_prefix=$(FUZZ_DIR)/artifacts/regress- \
+		if $(FUZZ_DIR)/fuzz_$$t -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=$(FUZZ_RSS_MB) \
+			-artifact_prefix=$(FUZZ_DIR)/artifacts/regress- \
 			"$$f" >/dev/null 2>&1; then \
 			echo "ok      $$f"; \
 		else \

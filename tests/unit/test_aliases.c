@@ -8,6 +8,7 @@
  */
 #include "fixture.h"
 
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -497,6 +498,55 @@ START_TEST(test_include_errors)
 }
 END_TEST
 
+/* "a: :include:big.txt" n times, for tmpdir/aliases. */
+static const char *include_times(char *text, size_t size, int n)
+{
+	size_t o = (size_t)snprintf(text, size, "a:");
+
+	for (int i = 0; i < n; i++)
+		o += (size_t)snprintf(text + o, size - o, " :include:big.txt,");
+	ck_assert_uint_lt(o, size);
+	return text;
+}
+
+/*
+ * :include: files read in all, each time a file is included, stop at
+ * 16 MiB: lines naming one file from another multiply what is read, and
+ * without a bound a few kilobytes of aliases took gigabytes to load.
+ */
+START_TEST(test_include_octets_bound)
+{
+	const size_t mib = 1 << 20;
+	char *big = malloc(mib + 1), text[1024], path[256];
+	static const char *const want =
+		"%s/aliases:1: alias 'a': :include: %s/big.txt: "
+		"more than 16 MiB of :include: files in all";
+	int fd;
+
+	ck_assert_ptr_nonnull(big);
+	temp_dir_make(tmpdir, "aliases");
+	/* 1 MiB of comment lines: read, and nothing kept from them */
+	for (size_t i = 0; i < mib; i += 64) {
+		memset(big + i, 'x', 64);
+		big[i] = '#';
+		big[i + 63] = '\n';
+	}
+	big[mib] = '\0';
+	tmp_write("big.txt", big);
+	free(big);
+	expect_include_error(include_times(text, sizeof(text), 16), "(opened)");
+	expect_include_error(include_times(text, sizeof(text), 17), want);
+	/* a file over the bound by itself (sparse: never read) */
+	snprintf(path, sizeof(path), "%s/big.txt", tmpdir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)(16 * mib + 1)), 0);
+	ck_assert_int_eq(close(fd), 0);
+	expect_include_error(include_times(text, sizeof(text), 1), want);
+	temp_dir_remove(tmpdir);
+}
+END_TEST
+
 /* ---- through the directory: aliases first, a table behind ---- */
 
 static const char chain_table[] =
@@ -724,6 +774,7 @@ int main(void)
 	tcase_add_test(tc, test_open_args);
 	tcase_add_test(tc, test_includes);
 	tcase_add_test(tc, test_include_errors);
+	tcase_add_test(tc, test_include_octets_bound);
 	tcase_add_test(tc, test_big_file);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(chain, chain_setup, chain_teardown);
