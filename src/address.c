@@ -179,6 +179,17 @@ static size_t quoted_len(const char *s, size_t len)
 	return 0;
 }
 
+size_t address_quoted_len(const char *s, size_t len)
+{
+	return quoted_len(s, len);
+}
+
+bool address_quoted_is_plain(const char *s, size_t len)
+{
+	return len >= 2 && memchr(s + 1, '\\', len - 2) == NULL &&
+	       dot_string_valid(s + 1, len - 2);
+}
+
 /* The content of the valid quoted string s, quoted-pairs resolved, into
  * dst; returns its length, or 0 when it would not fit. */
 static size_t quoted_content(const char *s, size_t len, char *dst, size_t dstsize)

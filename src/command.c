@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "porterd/address.h"
 #include "porterd/strutil.h"
 
 /* Verbs packed into an integer, upper case, so lookup is a compare per
@@ -174,11 +175,23 @@ static bool has_blank(const char *s, size_t len)
 	return false;
 }
 
+/* The '@' after a quoted local part ("help desk"@example.test, blanks
+ * inside the quotes only), or NULL when text does not start with one. */
+static const char *quoted_local_end(const char *text, size_t len)
+{
+	size_t q = address_quoted_len(text, len);
+
+	if (q == 0 || q >= len || text[q] != '@' || has_blank(text + q, len - q))
+		return NULL;
+	return text + q;
+}
+
 static enum lookup_arg_status split_address(struct lookup_arg *r)
 {
-	const char *at = NULL;
+	const char *at = quoted_local_end(r->text, r->textlen);
+	bool quoted = at != NULL;
 
-	for (size_t i = r->textlen; i > 0; i--) {
+	for (size_t i = r->textlen; at == NULL && i > 0; i--) {
 		if (r->text[i - 1] == '@') {
 			at = r->text + i - 1;
 			break;
@@ -188,7 +201,7 @@ static enum lookup_arg_status split_address(struct lookup_arg *r)
 	r->locallen = r->textlen;
 	r->domain = NULL;
 	r->domainlen = 0;
-	if (at == NULL || has_blank(r->text, r->textlen))
+	if (at == NULL || (!quoted && has_blank(r->text, r->textlen)))
 		return r->textlen > ADDRESS_PATH_MAX ? LOOKUP_ARG_SYNTAX : LOOKUP_ARG_OK;
 
 	r->locallen = (size_t)(at - r->text);
@@ -198,6 +211,12 @@ static enum lookup_arg_status split_address(struct lookup_arg *r)
 	    r->locallen > ADDRESS_LOCAL_MAX || r->domainlen > ADDRESS_DOMAIN_MAX ||
 	    r->textlen > ADDRESS_PATH_MAX)
 		return LOOKUP_ARG_SYNTAX;
+	/* "jones"@example.test is jones@example.test, as RCPT reads it; a
+	 * local part that needs its quotes is looked up with them. */
+	if (quoted && address_quoted_is_plain(r->local, r->locallen)) {
+		r->local++;
+		r->locallen -= 2;
+	}
 	return LOOKUP_ARG_OK;
 }
 

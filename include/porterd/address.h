@@ -68,4 +68,16 @@ enum address_status address_parse_mail(const char *arg, size_t len,
 enum address_status address_parse_rcpt(const char *arg, size_t len, bool utf8,
 				       struct mail_address *a_r);
 
+/*
+ * For a VRFY or EXPN argument read as RCPT reads a path: the length of
+ * the Quoted-string s opens with, quotes included, or 0 when it opens
+ * with none (or an invalid one).
+ */
+size_t address_quoted_len(const char *s, size_t len);
+
+/* True when the Quoted-string s (len octets, quotes included) holds a
+ * Dot-string and no quoted-pair: the same mailbox written unquoted
+ * ("jones" is jones), as RCPT takes it. */
+bool address_quoted_is_plain(const char *s, size_t len);
+
 #endif

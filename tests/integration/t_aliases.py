@@ -82,6 +82,11 @@ def t_aliases_vrfy_expn(ctx, base):
             (b"VRFY support\r\n", b"250 2.1.5 <support@example.test>\r\n"),
             (b"VRFY archive\r\n", b"250 2.1.5 <archive@example.test>\r\n"),
             (b"VRFY help desk\r\n", b'250 2.1.5 <"help desk"@example.test>\r\n'),
+            # a quoted local part with its domain, as RCPT takes it
+            (b'VRFY "help desk"@example.test\r\n', b'250 2.1.5 <"help desk"@example.test>\r\n'),
+            (b'VRFY <"HELP DESK"@example.test>\r\n', b'250 2.1.5 <"help desk"@example.test>\r\n'),
+            (b'VRFY "root"@example.test\r\n', ROOT),
+            (b'EXPN "help desk"@example.test\r\n', EXPN_SUPPORT),
             (b"VRFY jones\r\n", base.JONES),            # behind, in the table
             (b"VRFY bob\r\n", base.FORWARD),            # the table's forward
             (b"VRFY nosuch\r\n", b"550 5.1.1 <nosuch>: no such user here\r\n"),
