@@ -37,7 +37,6 @@ struct chain_link {
 	const struct backend_ops *ops;
 	struct backend *be;
 	struct dircache *cache;	/* NULL: every question goes to be */
-	bool no_hints;		/* its prefetch said hints never help */
 };
 
 struct directory {
@@ -651,26 +650,6 @@ struct dir_request *directory_expand(struct directory *dir,
 	r->expand_cb = cb;
 	r->arg = arg;
 	return request_launch(r);
-}
-
-bool directory_prefetch(struct directory *dir, const struct lookup_arg *q)
-{
-	bool wanted = false;
-
-	for (size_t i = 0; i < dir->nchain; i++) {
-		struct chain_link *l = &dir->chain[i];
-
-		if (l->ops->prefetch == NULL || l->no_hints)
-			continue;
-		/* The keys a lookup asks: the whole address, then its local part. */
-		if ((q->domain == NULL ||
-		     l->ops->prefetch(l->be, q->text, q->textlen)) &&
-		    l->ops->prefetch(l->be, q->local, q->locallen))
-			wanted = true;
-		else
-			l->no_hints = true;
-	}
-	return wanted;
 }
 
 void directory_cancel(struct dir_request *req)

@@ -97,13 +97,6 @@ static inline void bucket_prefetch(const unsigned char *b)
 	__builtin_prefetch(b + 3 * LMDBMAP_LINE);
 }
 
-void lmdbdict_prefetch(const struct lmdbdict *d, const char *key, size_t len)
-{
-	uint64_t at = lmdbmap_bucket(lmdbmap_hash(key, len), d->buckets);
-
-	bucket_prefetch(d->region + at * LMDBMAP_BUCKET_SIZE);
-}
-
 /*
  * A slot's tag is the half of the hash its bucket did not use, so a
  * record is read for one key in four thousand million that is not its

@@ -85,7 +85,6 @@ struct session {
 	struct delivery_job *job;	/* outstanding delivery, when async */
 	bool waiting;			/* a lookup or delivery has not answered */
 	bool in_feed;			/* inside session_feed() */
-	bool no_lookahead;		/* its directory takes no prefetch hints */
 	bool discarding;		/* inside an over-long line */
 	bool draining;			/* the server stops: 421 at the next boundary */
 	bool smtputf8;			/* the pending lookup asked SMTPUTF8 */
@@ -97,8 +96,6 @@ struct session {
 #define BIT(state) (1u << (state))
 /* The longest tarpit delay, however many errors. */
 #define SESSION_DELAY_MAX_MS 30000
-/* Lines of one read looked ahead of for their lookups (prefetch_lookups). */
-#define SESSION_PREFETCH_LINES 32
 
 #define ANY_STATE (BIT(STATE_INIT) | BIT(STATE_HELO) | BIT(STATE_MAIL) | BIT(STATE_RCPT))
 #define GREETED (BIT(STATE_HELO) | BIT(STATE_MAIL) | BIT(STATE_RCPT))
@@ -409,87 +406,11 @@ static void session_line(struct session *s, const char *line, size_t len)
 
 static size_t data_feed(struct session *s, const char *buf, size_t len);
 
-/* Is line a VRFY or EXPN this session answers from the directory? Its
- * argument then starts at *arg. Only the usual spelling, one space. */
-static bool lookup_ahead_verb(const struct session *s, const char *line,
-			      size_t len, size_t *arg)
-{
-	if (len < 6 || line[4] != ' ')
-		return false;
-	*arg = 5;
-	if (str_eq_nocase(line, 4, "VRFY", 4))
-		return policy_vrfy(&s->policy, false) != POLICY_VRFY_GENERIC;
-	if (str_eq_nocase(line, 4, "EXPN", 4))
-		return policy_expn_allowed(&s->policy);
-	return false;
-}
-
-/*
- * The keys a lookup of arg will ask, cheaply: "name", "user@domain" or
- * "<user@domain>", split at the last '@'. Anything else (quotes, blanks,
- * parameters) gets no hint: its turn parses it properly.
- */
-static bool lookup_ahead_keys(const char *a, size_t len, struct lookup_arg *q)
-{
-	const char *at = NULL;
-
-	if (len >= 2 && a[0] == '<' && a[len - 1] == '>') {
-		a++;
-		len -= 2;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (a[i] == '"' || a[i] == ' ' || a[i] == '<' || a[i] == '>')
-			return false;
-		if (a[i] == '@')
-			at = a + i;
-	}
-	*q = (struct lookup_arg){ .text = a, .textlen = len, .local = a,
-				  .locallen = at != NULL ? (size_t)(at - a) : len };
-	if (at != NULL) {
-		q->domain = at + 1;
-		q->domainlen = len - q->locallen - 1;
-	}
-	return q->locallen > 0;
-}
-
-/*
- * A pipelined group's lookups, hinted to the directory before the first
- * runs: a large table's entries are then fetched from memory together
- * instead of one cache miss after another. A read of one line gains
- * nothing from it and is left alone; so is every read of a session whose
- * directory takes no hints. Nothing here answers or changes an answer.
- */
-static void prefetch_lookups(struct session *s, const char *buf, size_t len)
-{
-	const char *p = buf, *end = buf + len;
-	const char *lf = memchr(buf, '\n', len);
-
-	if (lf == NULL || memchr(lf + 1, '\n', (size_t)(end - lf - 1)) == NULL)
-		return;
-	for (int n = 0; n < SESSION_PREFETCH_LINES && lf != NULL; n++) {
-		size_t linelen = (size_t)(lf - p), arg;
-		struct lookup_arg q;
-
-		if (linelen > 0 && p[linelen - 1] == '\r')
-			linelen--;
-		if (lookup_ahead_verb(s, p, linelen, &arg) &&
-		    lookup_ahead_keys(p + arg, linelen - arg, &q) &&
-		    !directory_prefetch(session_directory(s), &q)) {
-			s->no_lookahead = true;
-			return;
-		}
-		p = lf + 1;
-		lf = memchr(p, '\n', (size_t)(end - p));
-	}
-}
-
 size_t session_feed(struct session *s, const char *buf, size_t len)
 {
 	size_t used = 0;
 
 	s->in_feed = true;
-	if (s->state != STATE_DATA && !s->no_lookahead)
-		prefetch_lookups(s, buf, len);
 	while (used < len && !session_blocked(s) && s->state != STATE_CLOSED &&
 	       !(s->io.backlogged != NULL && s->io.backlogged(s->io.arg))) {
 		const char *p = buf + used;

@@ -90,15 +90,6 @@ struct backend_ops {
 	/* Answer q through done(res, arg), now or later, exactly once. */
 	void (*lookup)(struct backend *be, const struct dir_query *q,
 		       backend_done_fn *done, void *arg);
-	/*
-	 * Optional: a hint that a lookup will soon ask key (len octets, any
-	 * case, not NUL-terminated), given while a pipelined group of
-	 * commands is read. Start fetching into the CPU cache what that
-	 * lookup reads; never answer, block or change an answer. Return
-	 * false when hints can never help this backend (it is small enough
-	 * to stay in the cache): it is given no more.
-	 */
-	bool (*prefetch)(struct backend *be, const char *key, size_t len);
 	/* Number of entries, for the log line at load; NULL for a backend
 	 * that cannot know (a database): the line then leaves it out. */
 	size_t (*count)(const struct backend *be);

@@ -108,16 +108,6 @@ struct dir_request *directory_expand(struct directory *dir,
 				     const struct lookup_arg *q,
 				     directory_expand_fn *cb, void *arg);
 
-/*
- * A hint that q will be looked up soon (a later command of a pipelined
- * group): backends that can start fetching its entry into the CPU cache
- * do, so the lookups of a group overlap their memory reads instead of
- * waiting for them one by one. It answers nothing and changes no answer.
- * Only q's text, local part and domain are read. Returns false when no
- * backend of dir takes hints: the caller may stop looking for them.
- */
-bool directory_prefetch(struct directory *dir, const struct lookup_arg *q);
-
 /* The callback will not run; the request is released when its backend
  * answers. */
 void directory_cancel(struct dir_request *req);

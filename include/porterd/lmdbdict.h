@@ -53,10 +53,6 @@ bool lmdbdict_open(struct lmdbdict *d, const void *data, size_t size,
 enum lmdbdict_status lmdbdict_find(const struct lmdbdict *d, const char *key,
 				   size_t len, struct lmdbdict_record *r);
 
-/* Start fetching the bucket key (len lowercase octets) hashes to, for
- * a lmdbdict_find() of it soon after. Reads nothing itself. */
-void lmdbdict_prefetch(const struct lmdbdict *d, const char *key, size_t len);
-
 /* The record a locator names: FOUND or DAMAGED. */
 enum lmdbdict_status lmdbdict_record_at(const struct lmdbdict *d, uint32_t loc,
 					struct lmdbdict_record *r);

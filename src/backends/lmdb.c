@@ -830,29 +830,10 @@ static int lmdb_open(const char *args, const char *base_dir,
 	return 0;
 }
 
-/* Buckets of a key dictionary small enough to stay in the CPU cache:
- * no hint makes its lookups faster. */
-#define LMDB_PREFETCH_MIN_BUCKETS 4096
-
-/* A hint: start fetching the bucket a lookup of key will read. A map
- * too small to need hints declines them: one rebuilt larger gets them
- * from the next reload on. */
-static bool lmdb_prefetch(struct backend *be, const char *key, size_t len)
-{
-	char lower[LMDB_KEY_MAX + 1];
-
-	if (be->map.env == NULL || be->map.keys.buckets < LMDB_PREFETCH_MIN_BUCKETS)
-		return false;
-	if (lower_into(lower, sizeof(lower), key, len))
-		lmdbdict_prefetch(&be->map.keys, lower, len);
-	return true;
-}
-
 const struct backend_ops backend_lmdb_ops = {
 	.name = "lmdb",
 	.open = lmdb_open,
 	.lookup = lmdb_lookup,
-	.prefetch = lmdb_prefetch,
 	.count = lmdb_count,
 	.close = lmdb_close,
 };

@@ -1350,25 +1350,6 @@ static void table_lookup(struct backend *be, const struct dir_query *q,
 	done(&res, arg);
 }
 
-/* Buckets of a key index small enough to stay in the CPU cache: no
- * hint makes its lookups faster. */
-#define KEY_PREFETCH_MIN_BUCKETS 4096
-
-/* Start the reads of a lookup of key: its home word and bucket. */
-static bool table_prefetch(struct backend *be, const char *key, size_t len)
-{
-	size_t home;
-
-	if (be->key_nbuckets < KEY_PREFETCH_MIN_BUCKETS)
-		return false;
-	if (len == 0 || len > TABLE_KEY_MAX)
-		return true;
-	home = key_home(be, key_hash(key, len));
-	__builtin_prefetch(&be->key_homes[home]);
-	__builtin_prefetch(key_bucket(be, home));
-	return true;
-}
-
 static size_t table_count(const struct backend *be)
 {
 	return be->nentries;
@@ -1500,7 +1481,6 @@ const struct backend_ops backend_table_ops = {
 	.name = "table",
 	.open = table_open,
 	.lookup = table_lookup,
-	.prefetch = table_prefetch,
 	.count = table_count,
 	.close = table_close,
 };

@@ -129,59 +129,6 @@ START_TEST(test_requests_recycled)
 }
 END_TEST
 
-/* A hint for what a lookup will ask: a table that stays in the cache
- * declines hints for good; a large one takes them; answers never change. */
-static bool hint(struct directory *dir, const char *text)
-{
-	struct lookup_arg arg;
-
-	ck_assert_int_eq(command_parse_lookup_arg(text, strlen(text), &arg), LOOKUP_ARG_OK);
-	return directory_prefetch(dir, &arg);
-}
-
-static struct config *config_with_table(const char *table_text, char **path_r);
-
-START_TEST(test_prefetch_hints)
-{
-	enum { BIG = 60000 };
-	size_t size = (size_t)BIG * 32 + 1, len = 0;
-	char *text = malloc(size), *path;
-	struct config *big;
-
-	/* The fixture's table is small: hints are declined, then not given. */
-	ck_assert(!hint(cfg->dir, "jones"));
-	ck_assert(!hint(cfg->dir, "jones@example.test"));
-	ask("jones", false);
-	ck_assert_int_eq(got.status, DIR_USER);
-
-	ck_assert_ptr_nonnull(text);
-	for (int i = 0; i < BIG; i++)
-		len += (size_t)snprintf(text + len, size - len, "u%d user User %d\n", i, i);
-	big = config_with_table(text, &path);
-	free(text);
-	for (int i = 0; i < BIG; i += 997) {
-		char q[64], want[64];
-
-		snprintf(q, sizeof(q), "U%d@EXAMPLE.TEST", i);
-		ck_assert(hint(big->dir, q));
-		snprintf(q, sizeof(q), "u%dx", i);
-		ck_assert(hint(big->dir, q));	/* not there: a hint all the same */
-		snprintf(q, sizeof(q), "u%d", i);
-		ck_assert(hint(big->dir, q));
-		fixture_ask(big->dir, q, false);
-		snprintf(want, sizeof(want), "u%d@example.test", i);
-		ck_assert_int_eq(got.status, DIR_USER);
-		ck_assert_str_eq(got.address, want);
-		snprintf(q, sizeof(q), "u%dx", i);
-		fixture_ask(big->dir, q, false);
-		ck_assert_int_eq(got.status, DIR_NOTFOUND);
-	}
-	config_unref(&big);
-	unlink(path);
-	free(path);
-}
-END_TEST
-
 /* --- bounds -------------------------------------------------------------------- */
 
 static struct config *config_with_table(const char *table_text, char **path_r)
@@ -1071,7 +1018,6 @@ int main(void)
 	tcase_add_test(tc, test_expand_moved_gives_target);
 	tcase_add_test(tc, test_domains);
 	tcase_add_test(tc, test_requests_recycled);
-	tcase_add_test(tc, test_prefetch_hints);
 	tcase_add_test(tc, test_local_forward_is_list);
 	tcase_add_test(tc, test_depth_bound);
 	tcase_add_test(tc, test_members_bound);

@@ -423,40 +423,6 @@ START_TEST(test_generated_table_and_growth)
 }
 END_TEST
 
-/* Hints: a small map declines them; a large one takes them, in any case
- * and for keys it lacks, and answers as before. */
-START_TEST(test_prefetch_hints)
-{
-	char tpath[PATH_MAX_TEST], map[PATH_MAX_TEST], small[PATH_MAX_TEST];
-	char err[ERR_MAX] = "";
-	char *text = generated_table(20000);	/* 5,000 buckets */
-	struct makemap m = { .table_path = tpath, .out_path = map };
-	struct backend *be;
-	struct answer a;
-
-	map_make("fixture.table", fixture_text, small);
-	be = open_ok(lmdb, small);
-	ck_assert(!lmdb->prefetch(be, "jones", 5));
-	lmdb->close(&be);
-
-	wpath(tpath, "hints.table");
-	wpath(map, "hints.lmdb");
-	file_write(tpath, text, strlen(text));
-	free(text);
-	ck_assert_msg(makemap_build(&m, err, sizeof(err)) == 0, "%s", err);
-	be = open_ok(lmdb, map);
-	ck_assert(lmdb->prefetch(be, "U1234", 5));
-	ck_assert(lmdb->prefetch(be, "u1234x", 6));
-	ck_assert(lmdb->prefetch(be, "", 0));
-	ck_assert_str_eq(ask(lmdb, be, NULL, "U1234", false, &a),
-			 "user u1234 name=Boris Li Jr");
-	ck_assert_str_eq(ask(lmdb, be, NULL, "u1234x", false, &a), "notfound");
-	ck_assert_str_eq(ask(lmdb, be, NULL, "LIST19997", false, &a),
-			 "list list19997 members=u19996,u9998,far19997@elsewhere.example");
-	lmdb->close(&be);
-}
-END_TEST
-
 /* ---- a map replaced while open ---- */
 
 static double mono_s(void)
@@ -1631,7 +1597,6 @@ static Suite *lmdb_suite(void)
 	tcase_add_test(tc, test_same_answers_as_table);
 	tcase_add_test(tc, test_long_names);
 	tcase_add_test(tc, test_generated_table_and_growth);
-	tcase_add_test(tc, test_prefetch_hints);
 	tcase_add_test(tc, test_bad_records_tempfail);
 	tcase_add_test(tc, test_nested_lookup);
 	tcase_add_test(tc, test_tag_collision);
