@@ -613,7 +613,7 @@ START_TEST(test_before_attach)
 	struct backend *be = open_at(5432, "");
 	struct answers a = { 0 };
 
-	ck_assert_uint_eq(ops->count(be), 0);
+	ck_assert_ptr_null(ops->count);	/* a database is not counted */
 	ask_jones(be, &a);
 	ck_assert_int_eq(a.calls, 1);
 	ck_assert_int_eq(a.tempfail, 1);
