@@ -176,12 +176,14 @@ static bool has_blank(const char *s, size_t len)
 }
 
 /* The '@' after a quoted local part ("help desk"@example.test, blanks
- * inside the quotes only), or NULL when text does not start with one. */
+ * inside the quotes only, no '@' after it), or NULL when text does not
+ * start with one. */
 static const char *quoted_local_end(const char *text, size_t len)
 {
 	size_t q = address_quoted_len(text, len);
 
-	if (q == 0 || q >= len || text[q] != '@' || has_blank(text + q, len - q))
+	if (q == 0 || q >= len || text[q] != '@' || has_blank(text + q, len - q) ||
+	    memchr(text + q + 1, '@', len - q - 1) != NULL)
 		return NULL;
 	return text + q;
 }

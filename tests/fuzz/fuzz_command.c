@@ -92,8 +92,15 @@ static void check_lookup_arg(const char *arg, size_t len)
 		    r.locallen > ADDRESS_LOCAL_MAX || r.domainlen > ADDRESS_DOMAIN_MAX)
 			fuzz_fail("lookup_arg: lengths %zu@%zu accepted", r.locallen,
 				  r.domainlen);
-		if (r.local + r.locallen + 1 != r.domain || r.domain[-1] != '@')
+		/* Split at an '@', the local part as sent or, quoted without
+		 * need ("jones"@...), the content of its quotes. */
+		if (r.domain[-1] != '@' ||
+		    (r.local + r.locallen + 1 != r.domain &&
+		     !(r.local == r.text + 1 && r.text[0] == '"' &&
+		       r.local[r.locallen] == '"' && r.local + r.locallen + 2 == r.domain)))
 			fuzz_fail("lookup_arg: local and domain are not split at an '@'");
+		if (r.local != r.text && memchr(r.local, '"', r.locallen) != NULL)
+			fuzz_fail("lookup_arg: a quote left in an unquoted local part");
 		if (memchr(r.domain, '@', r.domainlen) != NULL)
 			fuzz_fail("lookup_arg: '@' left in the domain");
 	} else if (r.domainlen != 0 || r.local != r.text || r.locallen != r.textlen) {

@@ -128,6 +128,8 @@ static const struct {
 	{ "\"help desk\"@example test", LOOKUP_ARG_OK, "\"help desk\"@example test",
 	  "\"help desk\"@example test", NULL, false, false },
 	{ "\"help desk\"@", LOOKUP_ARG_SYNTAX, NULL, NULL, NULL, false, false },
+	{ "\"a\"@b@example.test", LOOKUP_ARG_OK, "\"a\"@b@example.test", "\"a\"@b",
+	  "example.test", false, false },
 	{ "\"\"@example.test", LOOKUP_ARG_OK, "\"\"@example.test", "\"\"", "example.test", false, false },
 	{ "", LOOKUP_ARG_EMPTY, NULL, NULL, NULL, false, false },
 	{ "<>", LOOKUP_ARG_EMPTY, NULL, NULL, NULL, false, false },
